@@ -1,0 +1,23 @@
+"""Denoiser networks: 1D SaShiMi-Diff and the CQT-Diff U-Net (DESIGN §6).
+
+Every model here is a Flax linen module called as `model.apply(variables, x, c_noise)` with
+`x` of shape [B, T] (already scaled by c_in) and `c_noise` of shape [B]; it returns F_θ of shape
+[B, T]. `as_denoiser` closes a model over its parameters and preconditions it into the one
+denoiser contract of DESIGN §9, so the sampler never sees Flax.
+"""
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+
+from jaxrestore import edm
+
+
+def as_denoiser(model: nn.Module, params: Any, sigma_data: float) -> edm.Denoiser:
+    """Returns `D(x; σ)` for one clip `x` of shape [T], from a model and its parameters."""
+
+    def network(x: jax.Array, c_noise: jax.Array) -> jax.Array:
+        return model.apply({"params": params}, x[None], c_noise[None])[0]
+
+    return edm.precondition(network, sigma_data)
