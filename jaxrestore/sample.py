@@ -1,0 +1,402 @@
+"""Posterior sampling: CQT-Diff's stochastic EDM sampler with the poster's guidance methods.
+
+`restore(denoiser, y, operator, key, config)` restores ONE clip and is a pure, traceable
+function: `jax.jit` compiles it whole (`lax.scan` over the steps, `lax.fori_loop` over the
+RePaint cycles) and `jax.vmap` over `y`, `key` and the operator's leaves gives batches and
+several posterior samples. `Restorer` runs the very same passes from a host loop over one
+jitted, vmapped pass, which is faster on XLA's CPU backend (see `experiments/benchmark.py`)
+and can report progress.
+
+One step from σ_i to σ_{i+1} (DESIGN §3, Karras et al. 2022 Algorithm 2):
+  1. churn:   σ̂ = σ_i(1+γ_i),  x̂ = x + √(σ̂² − σ_i²)·S_noise·ε
+  2. estimate x̂0 = D(x̂; σ̂), guided (RG / ΠGDM) and projected (DC)   (guidance.py)
+  3. Euler:   d = (x̂ − x̂0)/σ̂,  x' = x̂ + (σ_{i+1} − σ̂)·d
+  4. Heun:    a second guided estimate at σ_{i+1}, average slope (all but the last step)
+  5. RePaint: for the U(t) cycles this step owes, re-noise x' to σ_i and repeat the step.
+
+Random keys are `fold_in(fold_in(key, i), cycle)`, so a clip's result depends only on its
+own key, never on its batch or device.
+"""
+
+import dataclasses
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxrestore import edm, guidance
+
+GUIDANCE_METHODS = ("none", "rg", "pigdm")
+XI_SCHEDULES = ("constant", "linear", "sigma_power")
+INITS = ("noise", "observation", "aspade")
+
+# fold_in datum of the initial noise; steps use their index, so this must not be one.
+_INIT_SALT = 0x7FFFFFFF
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplerConfig:
+    """Every knob of the sampler. Defaults are CQT-Diff's (DESIGN §3, §4.1).
+
+    Attributes:
+      steps: T, the number of noise levels before the final 0.
+      sigma_min, sigma_max, rho: the schedule `σ_i` of DESIGN §3.
+      s_churn, s_tmin, s_tmax, s_noise: stochastic churn; γ = min(S_churn/T, √2−1) on
+        levels with S_tmin ≤ σ_i ≤ S_tmax.
+      heun: Heun's second-order correction on every step but the last.
+      sigma_data: σ_d of the prior; ΠGDM's `r²` uses it (set it to the model's).
+      guidance: "none", "rg" (reconstruction guidance) or "pigdm".
+      xi: RG's scale ξ (at the first step for the "linear" schedule).
+      xi_schedule: RG δρ (DESIGN §4.2): "constant" ξ; "linear" in the step index from `xi`
+        to `xi_end`; "sigma_power" ξ·(σ/σ_max)^xi_power.
+      xi_end: ξ at the last step for the "linear" schedule.
+      xi_power: exponent of the "sigma_power" schedule.
+      grad_clip: element-wise bound on the guidance gradient (CQT-Diff's `treshold_on_grads`);
+        None or 0 for none.
+      pigdm_scale: strength of the ΠGDM update.
+      data_consistency: project each estimate onto the set consistent with `y` (DC).
+      repaint_cycles: u, the extra re-noise-and-redo cycles per step inside the window.
+      repaint_window: (φ1, φ2): the cycles run on steps with φ1·T/3 ≤ t ≤ φ2·T/3, t = T − i.
+      init: warm start (DESIGN §4.6): "noise" (cold), "observation" (A†y) or "aspade".
+      sigma_start: start at the first level σ_k ≤ sigma_start from `x_init + σ_k·ε` and run
+        only the remaining steps; None starts at σ_max.
+    """
+
+    steps: int = 35
+    sigma_min: float = 1e-4
+    sigma_max: float = 1.0
+    rho: float = 13.0
+    s_churn: float = 5.0
+    s_tmin: float = 0.0
+    s_tmax: float = 50.0
+    s_noise: float = 1.0
+    heun: bool = True
+    sigma_data: float = 0.057
+    guidance: str = "rg"
+    xi: float = 0.2
+    xi_schedule: str = "constant"
+    xi_end: float = 0.2
+    xi_power: float = 0.0
+    grad_clip: float | None = None
+    pigdm_scale: float = 1.0
+    data_consistency: bool = False
+    repaint_cycles: int = 0
+    repaint_window: tuple[float, float] = (1.0, 2.0)
+    init: str = "noise"
+    sigma_start: float | None = None
+
+    def __post_init__(self):
+        if self.steps < 1:
+            raise ValueError(f"steps must be at least 1, got {self.steps}")
+        if not 0 < self.sigma_min <= self.sigma_max:
+            raise ValueError(
+                f"need 0 < sigma_min <= sigma_max, got {self.sigma_min}, {self.sigma_max}"
+            )
+        if self.guidance not in GUIDANCE_METHODS:
+            raise ValueError(f"guidance must be one of {GUIDANCE_METHODS}, got {self.guidance!r}")
+        if self.xi_schedule not in XI_SCHEDULES:
+            raise ValueError(
+                f"xi_schedule must be one of {XI_SCHEDULES}, got {self.xi_schedule!r}"
+            )
+        if self.init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
+        if self.repaint_cycles < 0:
+            raise ValueError(f"repaint_cycles must be >= 0, got {self.repaint_cycles}")
+        if len(self.repaint_window) != 2 or self.repaint_window[0] > self.repaint_window[1]:
+            raise ValueError(f"repaint_window must be (φ1, φ2) with φ1 <= φ2, got {self.repaint_window}")
+        if self.sigma_data <= 0:
+            raise ValueError(f"sigma_data must be positive, got {self.sigma_data}")
+        if self.sigma_start is not None and self.sigma_start <= 0:
+            raise ValueError(f"sigma_start must be positive or None, got {self.sigma_start}")
+        # A list would make the config unhashable, and it is a static argument of jit.
+        object.__setattr__(self, "repaint_window", tuple(float(v) for v in self.repaint_window))
+
+
+# The poster's table rows (Tables 1 and 2). The δρ schedule and the RePaint cycles were chosen
+# by measurement: see README.md ("Choosing RG δρ and RP").
+PRESETS: dict[str, SamplerConfig] = {
+    "rg": SamplerConfig(guidance="rg", xi=0.2, data_consistency=False),
+    "rg+dc": SamplerConfig(guidance="rg", xi=0.2, data_consistency=True),
+    "rg_drho+dc": SamplerConfig(
+        guidance="rg", xi=0.2, xi_schedule="linear", xi_end=0.5, data_consistency=True
+    ),
+    "pigdm+dc": SamplerConfig(guidance="pigdm", pigdm_scale=1.0, data_consistency=True),
+    "rg_drho+dc+rp": SamplerConfig(
+        guidance="rg",
+        xi=0.2,
+        xi_schedule="linear",
+        xi_end=0.5,
+        data_consistency=True,
+        repaint_cycles=2,
+        repaint_window=(1.0, 2.0),
+    ),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+    """The static, per-step quantities of a config (host NumPy, float32).
+
+    Attributes:
+      sigmas: σ_0 … σ_{T−1}, 0: [T + 1].
+      gammas: churn factor γ_i: [T].
+      cycles: extra RePaint cycles U(T − i) of step i: [T], int32.
+      start: the first step run (0 unless warm-started).
+    """
+
+    sigmas: np.ndarray
+    gammas: np.ndarray
+    cycles: np.ndarray
+    start: int
+
+    def passes(self) -> list[tuple[int, int]]:
+        """Returns every (step, cycle) pass in order; cycle 0 is the step's first pass."""
+        return [
+            (i, c) for i in range(self.start, len(self.gammas)) for c in range(1 + self.cycles[i])
+        ]
+
+
+def schedule(config: SamplerConfig) -> Schedule:
+    """Computes the noise levels, churn, RePaint cycles and start step of `config`."""
+    T = config.steps
+    with jax.ensure_compile_time_eval():  # Static: concrete even when called under jit.
+        sigmas = edm.sigma_schedule(T, config.sigma_min, config.sigma_max, config.rho)
+    sigmas = np.asarray(sigmas, np.float32)
+    in_churn = (sigmas[:T] >= config.s_tmin) & (sigmas[:T] <= config.s_tmax)
+    gamma = min(config.s_churn / T, np.sqrt(2.0) - 1.0)
+    gammas = np.where(in_churn, gamma, 0.0).astype(np.float32)
+    t = T - np.arange(T)  # DESIGN §4.5 counts t down from T.
+    phi1, phi2 = config.repaint_window
+    in_window = (phi1 * T / 3 <= t) & (t <= phi2 * T / 3)
+    cycles = np.where(in_window, config.repaint_cycles, 0).astype(np.int32)
+    start = 0
+    if config.sigma_start is not None:
+        start = int(np.argmax(sigmas[:T] <= config.sigma_start * (1 + 1e-6)))
+        if sigmas[start] > config.sigma_start * (1 + 1e-6):
+            start = T - 1  # below every level: only the last step is left.
+    return Schedule(sigmas=sigmas, gammas=gammas, cycles=cycles, start=start)
+
+
+def nfe(config: SamplerConfig) -> int:
+    """Returns the number of denoiser evaluations of one restore (each with a VJP if guided).
+
+    Every pass costs one evaluation, plus one for Heun's correction on all passes but those
+    of the last step (σ_T = 0). Step i runs 1 + U(T − i) passes; a warm start skips the steps
+    above `sigma_start`. CQT-Diff's default (T = 35, Heun, no RePaint) is 69.
+    """
+    sched = schedule(config)
+    T = config.steps
+    return sum(1 + (config.heun and i < T - 1) for i, _ in sched.passes())
+
+
+def _xi(config: SamplerConfig, i: jax.Array, sigma: jax.Array) -> jax.Array:
+    """ξ at step i and level σ: the RG δρ family of DESIGN §4.2."""
+    if config.xi_schedule == "constant":
+        return jnp.asarray(config.xi, jnp.float32)
+    if config.xi_schedule == "linear":
+        frac = i.astype(jnp.float32) / max(config.steps - 1, 1)
+        return config.xi + frac * (config.xi_end - config.xi)
+    return config.xi * (sigma / config.sigma_max) ** config.xi_power
+
+
+def _estimate(denoiser, config, y, operator, x_hat, sigma_hat, i):
+    return guidance.guided_estimate(
+        denoiser,
+        x_hat,
+        sigma_hat,
+        y,
+        operator,
+        guidance=config.guidance,
+        xi=_xi(config, i, sigma_hat),
+        sigma_data=config.sigma_data,
+        pigdm_scale=config.pigdm_scale,
+        grad_clip=config.grad_clip,
+        data_consistency=config.data_consistency,
+    )
+
+
+def sampler_pass(
+    denoiser: edm.Denoiser,
+    config: SamplerConfig,
+    y: jax.Array,
+    operator: guidance.Operator,
+    key: jax.Array,
+    x: jax.Array,
+    i: jax.Array,
+    cycle: jax.Array,
+) -> jax.Array:
+    """Runs pass `cycle` of step `i` on one clip: returns x at σ_{i+1}.
+
+    Cycle 0 starts from x at σ_i; a RePaint cycle (> 0) starts from the previous pass's
+    output at σ_{i+1} and first re-noises it to σ_i with variance σ_i² − σ_{i+1}², which
+    leaves each level's marginal unchanged.
+    """
+    sched = schedule(config)
+    sigmas, gammas = jnp.asarray(sched.sigmas), jnp.asarray(sched.gammas)
+    sigma_cur, sigma_next, gamma = sigmas[i], sigmas[i + 1], gammas[i]
+    key_renoise, key_churn = jax.random.split(jax.random.fold_in(jax.random.fold_in(key, i), cycle))
+
+    # 5. RePaint: back from σ_{i+1} to σ_i (a no-op on the first pass).
+    renoise = jnp.where(cycle > 0, jnp.sqrt(jnp.maximum(sigma_cur**2 - sigma_next**2, 0.0)), 0.0)
+    x = x + renoise * jax.random.normal(key_renoise, x.shape, x.dtype)
+
+    # 1. Churn: raise the noise level to σ̂ = σ_i(1 + γ_i).
+    sigma_hat = sigma_cur * (1.0 + gamma)
+    churn = jnp.sqrt(jnp.maximum(sigma_hat**2 - sigma_cur**2, 0.0)) * config.s_noise
+    x_hat = x + churn * jax.random.normal(key_churn, x.shape, x.dtype)
+
+    # 2-3. Guided estimate, then an Euler step to σ_{i+1}.
+    x0 = _estimate(denoiser, config, y, operator, x_hat, sigma_hat, i)
+    d_cur = (x_hat - x0) / sigma_hat
+    # At σ_{i+1} = 0 the Euler step lands on x̂0 itself; take it exactly, so that DC's
+    # consistency survives float rounding.
+    x_next = jnp.where(sigma_next > 0, x_hat + (sigma_next - sigma_hat) * d_cur, x0)
+
+    # 4. Heun's correction, except on the last step where σ_{i+1} = 0.
+    if config.heun:
+
+        def heun(x_next):
+            x0_next = _estimate(denoiser, config, y, operator, x_next, sigma_next, i)
+            d_next = (x_next - x0_next) / sigma_next
+            return x_hat + (sigma_next - sigma_hat) * 0.5 * (d_cur + d_next)
+
+        x_next = jax.lax.cond(sigma_next > 0, heun, lambda x: x, x_next)
+    return x_next
+
+
+def initial_state(
+    config: SamplerConfig, y: jax.Array, operator: guidance.Operator, key: jax.Array
+) -> jax.Array:
+    """Returns the sampler's starting point `x_init + σ_start·ε` for one clip (DESIGN §4.6)."""
+    sched = schedule(config)
+    if config.init == "noise":
+        x_init = jnp.zeros_like(y)
+    elif config.init == "observation":
+        x_init = operator.pinv(y)
+    else:
+        x_init = _aspade_init(y, operator)
+    eps = jax.random.normal(jax.random.fold_in(key, _INIT_SALT), y.shape, y.dtype)
+    return x_init + sched.sigmas[sched.start] * eps
+
+
+def _aspade_init(y: jax.Array, operator: guidance.Operator) -> jax.Array:
+    from jaxrestore import degradations, spade  # spade is only needed for this warm start.
+
+    if not isinstance(operator, degradations.Clip):
+        raise ValueError(
+            f"init='aspade' needs a Clip operator (declipping), got {type(operator).__name__}"
+        )
+    return spade.aspade(y, operator.threshold)
+
+
+def restore(
+    denoiser: edm.Denoiser,
+    y: jax.Array,
+    operator: guidance.Operator,
+    key: jax.Array,
+    config: SamplerConfig,
+) -> jax.Array:
+    """Draws one restoration of ONE clip from the posterior p(x0 | y) (DESIGN §3-§4, §9).
+
+    Traceable as one program: `jax.jit(functools.partial(restore, denoiser, config=config))`
+    compiles the whole loop; `jax.vmap` over `y`, `key` and the operator's per-clip leaves
+    gives batches and posterior samples.
+
+    Args:
+      denoiser: `D(x, sigma)`, [T] and a scalar to [T].
+      y: the degraded observation, [T].
+      operator: the degradation (a `jaxrestore.degradations` pytree).
+      key: a `jax.random` key for this clip (and sample).
+      config: the sampler's configuration.
+
+    Returns:
+      The restored clip, [T].
+    """
+    sched = schedule(config)
+    run_pass = functools.partial(sampler_pass, denoiser, config, y, operator, key)
+    cycles = jnp.asarray(sched.cycles)
+
+    def step(x, i):
+        x = run_pass(x, i, jnp.int32(0))
+        if config.repaint_cycles > 0:
+            x = jax.lax.fori_loop(1, 1 + cycles[i], lambda c, x: run_pass(x, i, c), x)
+        return x, None
+
+    x = initial_state(config, y, operator, key)
+    x, _ = jax.lax.scan(step, x, jnp.arange(sched.start, config.steps, dtype=jnp.int32))
+    return x
+
+
+class Restorer:
+    """Restores batches of clips with one compiled program, reused across calls.
+
+    `stepwise=True` runs a host loop over one jitted, vmapped pass (`sampler_pass`), which
+    gives the same result as `restore` and reports progress; `stepwise=False` runs `restore`
+    vmapped and jitted whole. Choose by `experiments/benchmark.py` on your hardware.
+
+    Args:
+      denoiser: `D(x, sigma)` on one clip.
+      config: the sampler's configuration.
+      operator_in_axes: how the operator's leaves are batched (`jax.vmap` in_axes): 0 when
+        every leaf has a leading batch axis (per-clip thresholds, say), None when shared.
+      stepwise: host loop over passes (True) or one whole program (False).
+    """
+
+    def __init__(
+        self,
+        denoiser: edm.Denoiser,
+        config: SamplerConfig,
+        *,
+        operator_in_axes: Any = 0,
+        stepwise: bool = True,
+    ):
+        self.config = config
+        self.schedule = schedule(config)
+        self.nfe = nfe(config)
+        self.stepwise = stepwise
+        axes = (0, operator_in_axes, 0)
+        self._init = jax.jit(
+            jax.vmap(functools.partial(initial_state, config), in_axes=(0, operator_in_axes, 0))
+        )
+        self._pass = jax.jit(
+            jax.vmap(
+                functools.partial(sampler_pass, denoiser, config),
+                in_axes=(*axes, 0, None, None),
+            )
+        )
+        self._whole = jax.jit(
+            jax.vmap(
+                lambda y, op, key: restore(denoiser, y, op, key, config),
+                in_axes=axes,
+            )
+        )
+
+    def __call__(
+        self,
+        y: jax.Array,
+        operator: guidance.Operator,
+        keys: jax.Array,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> jax.Array:
+        """Restores a batch: `y` [B, T], `keys` [B] → [B, T].
+
+        Args:
+          y: observations, [B, T].
+          operator: the degradation, batched as `operator_in_axes` says.
+          keys: one key per clip, [B].
+          progress: called as `progress(done, total)` in denoiser evaluations after each
+            pass (stepwise only).
+        """
+        if not self.stepwise:
+            return self._whole(y, operator, keys)
+        x = self._init(y, operator, keys)
+        done, T = 0, self.config.steps
+        for i, c in self.schedule.passes():
+            x = self._pass(y, operator, keys, x, jnp.int32(i), jnp.int32(c))
+            done += 1 + (self.config.heun and i < T - 1)
+            if progress is not None:
+                progress(done, self.nfe)
+        return x
