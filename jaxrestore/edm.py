@@ -34,7 +34,9 @@ def sigma_schedule(
         raise ValueError(f"steps must be at least 1, got {steps}")
     if not 0 < sigma_min <= sigma_max:
         raise ValueError(f"need 0 < sigma_min <= sigma_max, got {sigma_min}, {sigma_max}")
-    return jnp.append(_rho_interpolation(jnp.linspace(0.0, 1.0, steps), sigma_min, sigma_max, rho), 0.0)
+    return jnp.append(
+        _rho_interpolation(jnp.linspace(0.0, 1.0, steps), sigma_min, sigma_max, rho), 0.0
+    )
 
 
 def _rho_interpolation(u: jax.Array, sigma_min: float, sigma_max: float, rho: float) -> jax.Array:

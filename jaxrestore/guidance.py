@@ -131,4 +131,3 @@ def guided_estimate(
     if data_consistency:
         x0 = operator.project(x0, y)
     return x0
-

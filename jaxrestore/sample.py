@@ -98,15 +98,15 @@ class SamplerConfig:
         if self.guidance not in GUIDANCE_METHODS:
             raise ValueError(f"guidance must be one of {GUIDANCE_METHODS}, got {self.guidance!r}")
         if self.xi_schedule not in XI_SCHEDULES:
-            raise ValueError(
-                f"xi_schedule must be one of {XI_SCHEDULES}, got {self.xi_schedule!r}"
-            )
+            raise ValueError(f"xi_schedule must be one of {XI_SCHEDULES}, got {self.xi_schedule!r}")
         if self.init not in INITS:
             raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
         if self.repaint_cycles < 0:
             raise ValueError(f"repaint_cycles must be >= 0, got {self.repaint_cycles}")
         if len(self.repaint_window) != 2 or self.repaint_window[0] > self.repaint_window[1]:
-            raise ValueError(f"repaint_window must be (φ1, φ2) with φ1 <= φ2, got {self.repaint_window}")
+            raise ValueError(
+                f"repaint_window must be (φ1, φ2) with φ1 <= φ2, got {self.repaint_window}"
+            )
         if self.sigma_data <= 0:
             raise ValueError(f"sigma_data must be positive, got {self.sigma_data}")
         if self.sigma_start is not None and self.sigma_start <= 0:

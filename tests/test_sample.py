@@ -94,7 +94,9 @@ def test_repaint_cycles_keep_the_unconditional_spectrum():
     prior = priors.pink(T, variance=0.01)
     config = dataclasses.replace(UNCONDITIONAL, repaint_cycles=3, repaint_window=(0.5, 2.5))
     n = 1024
-    x = _run_batch(prior.denoiser, config, jnp.zeros((n, T)), priors.ideal_lowpass(T, 0.5), _keys(n))
+    x = _run_batch(
+        prior.denoiser, config, jnp.zeros((n, T)), priors.ideal_lowpass(T, 0.5), _keys(n)
+    )
     power = np.asarray(prior.power)
     for lo, hi in _octave_bands(T):
         ratio = _band_power(x, lo, hi) / power[lo:hi].mean()
