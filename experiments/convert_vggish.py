@@ -10,8 +10,9 @@ is in `jaxrestore/vggish.py`.
 """
 
 import jax
-from absl import app, flags, logging
+from absl import flags, logging
 
+from experiments import cli
 from jaxrestore import vggish
 
 _SOURCE = flags.DEFINE_string(
@@ -31,16 +32,16 @@ _TORCH_FLATTEN = flags.DEFINE_enum(
 
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+        raise cli.UsageError(f"unexpected arguments: {argv[1:]}")
     if not _SOURCE.value or not _OUTPUT.value:
-        raise app.UsageError("--vggish_source and --vggish_output are required")
+        raise cli.UsageError("--vggish_source and --vggish_output are required")
     logging.info("devices: %d, processes: %d", jax.device_count(), jax.process_count())
     try:
         weights = vggish.convert_weights(
             _SOURCE.value, _OUTPUT.value, _PCA.value, _TORCH_FLATTEN.value
         )
-    except (ValueError, OSError) as error:
-        raise SystemExit(f"convert_vggish: {error}") from None
+    except OSError as error:
+        raise cli.UsageError(str(error)) from None
     count = sum(leaf.size for leaf in jax.tree.leaves(weights.params))
     logging.info(
         "wrote %s: %d parameters, %d-d embedding, PCA %s",
@@ -52,4 +53,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -26,9 +26,19 @@ from jax.typing import ArrayLike
 MAX_FLOOR = 1e-3
 
 
+# A sample of y counts as clipped when |y| ≥ c·(1 − CLIPPED_RTOL) (see `Clip`).
+CLIPPED_RTOL = 1e-4
+
+
 def _concrete(value) -> np.ndarray | None:
-    """Returns `value` as a NumPy array when it is concrete and numeric, else None (a tracer)."""
+    """Returns `value` as a NumPy array when it is concrete and numeric, else None.
+
+    None for a tracer, and for a global array spread over other processes (which cannot be
+    read here): the checks then happen where the values are local.
+    """
     try:
+        if isinstance(value, jax.Array) and not value.is_fully_addressable:
+            return None
         array = np.asarray(value)
     except (TypeError, jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError):
         return None
@@ -67,7 +77,7 @@ class Clip:
     """
 
     threshold: ArrayLike
-    rtol: float = dataclasses.field(default=1e-4, metadata=dict(static=True))
+    rtol: float = dataclasses.field(default=CLIPPED_RTOL, metadata=dict(static=True))
 
     def __post_init__(self):
         c = _concrete(self.threshold)

@@ -35,6 +35,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
+from jaxrestore import degradations
+
 METHODS = ("aspade", "sspade")
 
 
@@ -115,8 +117,12 @@ def project_consistent(x: ArrayLike, y: ArrayLike, threshold: ArrayLike) -> jax.
 
 
 def _clip_masks(y: jax.Array, threshold: ArrayLike) -> tuple[jax.Array, jax.Array]:
-    """Returns the masks of the samples clipped at `+c` and at `−c`."""
-    c = jnp.asarray(threshold, y.dtype)
+    """Returns the masks of the samples clipped at `+c` and at `−c`.
+
+    With the tolerance of `degradations.Clip`: its formula may round a clipped sample an ulp
+    below c, which must not make it "reliable".
+    """
+    c = jnp.asarray(threshold, y.dtype) * (1 - degradations.CLIPPED_RTOL)
     return y >= c, y <= -c
 
 

@@ -1,0 +1,351 @@
+"""The batch evaluation: per-clip truth, and tables that do not depend on devices, processes or
+a kill and restart.
+
+The prior is the closed-form Wiener denoiser of a pink Gaussian (no weights). The same tiny
+evaluation runs in this process on 1, 4 and 8 of the test's CPU devices, as two processes of
+two devices each, and killed and restarted as a subprocess; all must give the same results.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxrestore import degradations, evaluation, metrics, sample, sharding, spade
+from jaxrestore.data import synthetic
+
+ROOT = Path(__file__).resolve().parents[1]
+T = 2048
+# The evaluation of every test: two clips per set, both tasks' kinds, steps 3. SPADE (slow to
+# compile) runs only in the one-device run that the direct computations check.
+SMALL = dict(
+    prior="gaussian",
+    tasks=("declip5", "bwe3k"),
+    methods=("degraded", "rg+dc"),
+    clips_per_set=2,
+    num_samples=T,
+    steps=3,
+)
+# The same evaluation as command-line overrides of the smoke config.
+APP_FLAGS = [
+    "--config=experiments/configs/evaluate_synthetic.py:smoke",
+    "--config.prior=gaussian",
+    "--config.tasks=declip5,bwe3k",
+    "--config.methods=degraded,rg+dc",
+    "--config.clips_per_set=2",
+    f"--config.num_samples={T}",
+    "--config.steps=3",
+]
+NUM_RECORDS = 2 * 2 * 2 * 2  # tasks × sets × clips × methods
+
+
+def _numpy_si_sdr(estimate, reference):
+    estimate, reference = np.asarray(estimate, np.float64), np.asarray(reference, np.float64)
+    target = (estimate @ reference / (reference @ reference)) * reference
+    return 10 * np.log10(np.sum(target**2) / np.sum((target - estimate) ** 2))
+
+
+@pytest.fixture(scope="module")
+def prior():
+    return evaluation.gaussian_prior(T)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, prior):
+    """Evaluates SMALL in this process on 1, 4 and 8 devices (batch sizes 3, 4 and 8)."""
+    out = {}
+    for devices, batch_size in ((1, 3), (4, 4), (8, 8)):
+        workdir = tmp_path_factory.mktemp(f"devices{devices}")
+        methods = SMALL["methods"] + (("aspade",) if devices == 1 else ())
+        config = evaluation.EvalConfig(**{**SMALL, "methods": methods, "batch_size": batch_size})
+        results = evaluation.evaluate(config, prior, workdir, mesh=sharding.data_mesh(devices))
+        out[devices] = (workdir, results)
+    return out
+
+
+def _assert_same_results(reference, other):
+    """Every cell of `other` is in `reference` with the same n and NFE, and metrics equal to
+    well below the tables' 0.01 precision; `other` holds every cell of SMALL."""
+    cells = {(t, s, m) for t in other for s in other[t] for m in other[t][s]}
+    assert cells == {
+        (t, s, m) for t in SMALL["tasks"] for s in ("dry", "wet") for m in SMALL["methods"]
+    }
+    for task, set_name, method in cells:
+        x, y = reference[task][set_name][method], other[task][set_name][method]
+        assert x["nfe"] == y["nfe"]
+        for name in evaluation.CLIP_METRICS:
+            assert x[name]["n"] == y[name]["n"] == 2
+            np.testing.assert_allclose(x[name]["mean"], y[name]["mean"], atol=2e-3)
+            np.testing.assert_allclose(x[name]["ci95"], y[name]["ci95"], atol=2e-3)
+        np.testing.assert_allclose(x["fmd"], y["fmd"], rtol=1e-3)
+
+
+def _table_rows(text):
+    """Returns {row name: cells} of a Markdown table, without the s/clip column (wall time)."""
+    rows = [line.strip("|").split("|") for line in text.splitlines() if line.startswith("| ")]
+    return {cells[0].strip(): [c.strip().strip("*") for c in cells[1:-1]] for cells in rows}
+
+
+def _assert_same_table(reference, other):
+    """The tables' shared rows agree to the last printed digit (0.01)."""
+    a, b = _table_rows(reference), _table_rows(other)
+    assert set(b) <= set(a) and len(b) >= 3  # header and at least two methods
+    for name, cells in b.items():
+        for x, y in zip(a[name], cells, strict=True):
+            if name == "Method" or "—" in (x, y):
+                assert x == y
+            else:
+                numbers = [[float(v) for v in c.split("±")] for c in (x, y)]
+                np.testing.assert_allclose(*numbers, atol=0.0101)
+
+
+def test_tables_do_not_depend_on_the_device_count(runs):
+    results = {n: r["results"] for n, (_, r) in runs.items()}
+    for n in (4, 8):
+        _assert_same_results(results[1], results[n])
+        for name in ("table1.md", "table2.md"):
+            _assert_same_table((runs[1][0] / name).read_text(), (runs[n][0] / name).read_text())
+    assert set(results[1]["declip5"]["dry"]) == {"degraded", "rg+dc", "aspade"}
+    assert set(results[1]["bwe3k"]["wet"]) == {"degraded", "rg+dc"}  # SPADE only declips
+    assert results[1]["declip5"]["dry"]["rg+dc"]["nfe"] == 5  # 3 Heun steps, the last Euler
+    table1 = (runs[1][0] / "table1.md").read_text()
+    for row in ("| Clipped |", "| RG + DC |", "| A-SPADE |", "FAD: no VGGish weights"):
+        assert row in table1
+    assert "| LPF |" in (runs[1][0] / "table2.md").read_text()
+
+
+def test_records_match_a_direct_computation_of_each_clip(runs, prior):
+    workdir, results = runs[1]
+    records = evaluation.read_records(workdir)
+    assert len(records) == NUM_RECORDS + 2 * 2  # and A-SPADE on declip5
+    config = evaluation.EvalConfig(**SMALL)
+    restore = jax.jit(
+        lambda y, c, key: sample.restore(
+            prior.denoiser, y, degradations.Clip(c), key, config.sampler_config("rg+dc", 0.1)
+        )
+    )
+    for set_name, wet, index in (("dry", False, 0), ("wet", True, 1)):
+        clip_seed = records[("declip5", set_name, "degraded", index)]["clip_seed"]
+        assert clip_seed == evaluation.HELD_OUT_SEED + index  # loud enough at the first seed
+        x0 = synthetic.SyntheticVocals(wet=wet, split_name="test").segment(clip_seed, T)
+
+        # Clipped to an input SDR of 5 dB: c by bisection in float64, independently.
+        low, high = 0.0, float(np.abs(x0).max())
+        for _ in range(60):
+            c = (low + high) / 2
+            err = np.sum((x0 - np.clip(x0, -c, c)).astype(np.float64) ** 2)
+            low, high = (
+                (low, c)
+                if 10 * np.log10(np.sum(x0.astype(np.float64) ** 2) / err) > 5
+                else (c, high)
+            )
+        y = np.clip(x0, -c, c)
+        assert 10 * np.log10(np.sum(x0**2) / np.sum((x0 - y) ** 2)) == pytest.approx(5, abs=1e-3)
+        degraded = records[("declip5", set_name, "degraded", index)]
+        assert degraded["si_sdr"] == pytest.approx(_numpy_si_sdr(y, x0), abs=1e-3)
+        assert degraded["lsd"] == pytest.approx(float(metrics.lsd(y, x0)), abs=1e-4)
+
+        # The diffusion row: one clip through `sample.restore`, scaled to σ_d and back.
+        gain = prior.sigma_data / np.sqrt(np.mean(y.astype(np.float64) ** 2))
+        key = jax.random.fold_in(jax.random.fold_in(jax.random.key(0), clip_seed), int(wet))
+        x_hat = restore(jnp.asarray(gain * y, jnp.float32), jnp.float32(gain * c), key) / gain
+        restored = records[("declip5", set_name, "rg+dc", index)]
+        assert restored["si_sdr"] == pytest.approx(_numpy_si_sdr(x_hat, x0), abs=1e-2)
+
+        aspade = records[("declip5", set_name, "aspade", index)]
+        x_spade = spade.declip(jnp.asarray(y), c, method="aspade")
+        assert aspade["si_sdr"] == pytest.approx(_numpy_si_sdr(x_spade, x0), abs=1e-2)
+
+        # The LPF row: the 3 kHz Kaiser low-pass of the clean clip.
+        lpf = np.asarray(degradations.lowpass(3000.0, 22050).apply(jnp.asarray(x0)))
+        bwe = records[("bwe3k", set_name, "degraded", index)]
+        assert bwe["si_sdr"] == pytest.approx(_numpy_si_sdr(lpf, x0), abs=1e-3)
+
+    # Mean and 95 % interval over two clips: t_{0.975, 1} = 12.706 (the t table).
+    values = [records[("declip5", "dry", "degraded", i)]["si_sdr"] for i in (0, 1)]
+    cell = results["results"]["declip5"]["dry"]["degraded"]["si_sdr"]
+    assert cell["n"] == 2
+    assert cell["mean"] == pytest.approx(np.mean(values))
+    assert cell["ci95"] == pytest.approx(12.706 * np.std(values, ddof=1) / np.sqrt(2), rel=1e-4)
+
+
+def test_mean_interval_and_sharding_helpers():
+    x = [1.0, 2.0, 4.0, 7.0]  # t_{0.975, 3} = 3.182 (the t table)
+    cell = evaluation.mean_interval(x)
+    assert cell["mean"] == 3.5 and cell["n"] == 4
+    assert cell["ci95"] == pytest.approx(3.182 * np.std(x, ddof=1) / 2, rel=1e-3)
+    assert evaluation.mean_interval([2.0]) == {"mean": 2.0, "ci95": None, "n": 1}
+    assert evaluation.mean_interval([np.nan, 2.0, np.inf]) == {
+        "mean": 2.0,
+        "ci95": None,
+        "n": 1,
+        "non_finite": 2,
+    }
+    assert sharding.process_share(7, 1, 3) == [1, 4]
+    batch, mask = sharding.pad_rows([np.ones(2), 2 * np.ones(2)], 3, np.zeros(2))
+    np.testing.assert_array_equal(batch, [[1, 1], [2, 2], [0, 0]])
+    np.testing.assert_array_equal(mask, [True, True, False])
+    mesh = sharding.data_mesh(4)
+    assert sharding.local_batch_size(5, mesh) == 8  # rounded up to whole devices
+    rows = np.arange(8 * 3, dtype=np.float32).reshape(8, 3)
+    global_rows = sharding.global_batch(rows, mesh)
+    assert global_rows.sharding.spec == jax.sharding.PartitionSpec("data")
+    np.testing.assert_array_equal(sharding.local_rows(2 * global_rows, mesh), 2 * rows)
+    with pytest.raises(ValueError, match="num_devices must be in"):
+        sharding.data_mesh(9)
+
+
+def test_per_device_transforms_each_devices_rows_without_gathering_the_batch():
+    # Under plain jit the partitioner gathers the batch before an FFT; per_device must not.
+    mesh = sharding.data_mesh(4)
+    rows = jax.sharding.PartitionSpec("data")
+    fn = sharding.per_device(
+        jax.vmap(lambda x: jnp.fft.irfft(jnp.fft.rfft(x) * 2, n=64)), mesh, rows, rows
+    )
+    x = np.random.default_rng(0).standard_normal((8, 64)).astype(np.float32)
+    y = fn(sharding.global_batch(x, mesh))
+    assert y.sharding.spec == rows
+    np.testing.assert_allclose(np.asarray(y), 2 * x, atol=1e-5)
+    hlo = fn.lower(sharding.global_batch(x, mesh)).compile().as_text()
+    assert "all-gather" not in hlo and "all-reduce" not in hlo
+
+
+def test_file_datasets_give_their_test_splits_as_the_dry_and_wet_sets(tmp_path):
+    import soundfile
+
+    from jaxrestore.data import readers
+
+    def tone(f, n, rate=22050):
+        return 0.3 * np.sin(2 * np.pi * f * np.arange(n) / rate)
+
+    # NUS-48E (dry): a file whose path hashes into the test split, one into train.
+    names = [f"song{k}.wav" for k in range(200)]
+    test_name = next(n for n in names if readers.hash_split(f"anna/sing/{n}") == "test")
+    train_name = next(n for n in names if readers.hash_split(f"anna/sing/{n}") == "train")
+    (tmp_path / "nus" / "anna" / "sing").mkdir(parents=True)
+    soundfile.write(tmp_path / "nus/anna/sing" / test_name, tone(440, 8000), 22050)
+    soundfile.write(tmp_path / "nus/anna/sing" / train_name, tone(880, 8000), 22050)
+    # MUSDB18-HQ (wet): test/ is the test split; stereo at 44.1 kHz.
+    for subset, f in (("test", 330), ("train", 660)):
+        (tmp_path / "musdb" / subset / "track").mkdir(parents=True)
+        stereo = np.stack([tone(f, 16000, 44100)] * 2, axis=1)
+        soundfile.write(tmp_path / "musdb" / subset / "track" / "vocals.wav", stereo, 44100)
+
+    config = evaluation.EvalConfig(
+        data="files", data_dirs=(str(tmp_path / "nus"), str(tmp_path / "musdb")), num_samples=T
+    )
+    sets = evaluation.open_sets(config)
+    assert set(sets) == {"dry", "wet"}
+    for name, f in (("dry", 440), ("wet", 330)):  # the test files' tones, not the others'
+        _, x = evaluation.load_clip(sets[name], 0, T, config.min_rms)
+        spectrum = np.abs(np.fft.rfft(x * np.hanning(T)))
+        assert np.argmax(spectrum) * 22050 / T == pytest.approx(f, abs=22050 / T)
+
+
+def test_bad_configs_and_a_foreign_workdir_are_refused(tmp_path, prior, runs):
+    with pytest.raises(ValueError, match="tasks must be"):
+        evaluation.EvalConfig(tasks=("declip3",))
+    with pytest.raises(ValueError, match="methods must be"):
+        evaluation.EvalConfig(methods=("dps",))
+    with pytest.raises(ValueError, match="needs at least one dataset folder"):
+        evaluation.EvalConfig(data="files")
+    other = evaluation.EvalConfig(**{**SMALL, "seed": 1})
+    with pytest.raises(ValueError, match="another evaluation .*seed"):
+        evaluation.evaluate(other, prior, runs[1][0], mesh=sharding.data_mesh(1))
+
+
+def _env(devices, cache):
+    env = dict(os.environ)
+    env.update(
+        XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+        JAX_PLATFORMS="cpu",
+        JAXRESTORE_CACHE=str(cache),
+        PYTHONPATH=str(ROOT),
+    )
+    return env
+
+
+def _app(*flags):
+    return [sys.executable, "-m", "experiments.evaluate", *APP_FLAGS, *flags]
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_give_the_tables_of_one_device(tmp_path, runs):
+    workdir, port = tmp_path / "two", _free_port()
+    procs = [
+        subprocess.Popen(
+            _app(
+                f"--workdir={workdir}",
+                "--multihost",
+                f"--coordinator_address=127.0.0.1:{port}",
+                "--num_processes=2",
+                f"--process_id={p}",
+                "--config.batch_size=4",
+            ),
+            cwd=ROOT,
+            env=_env(2, tmp_path / "cache"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for p in (0, 1)
+    ]
+    outputs = [p.communicate(timeout=240)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
+    # Each process recorded its own share: clips i with i % 2 == p of every task and method.
+    for p in (0, 1):
+        lines = (workdir / f"metrics.{p}.jsonl").read_text().splitlines()
+        units = {(r["set"], r["index"]) for r in map(json.loads, lines)}
+        assert units == {(["dry", "wet"][k // 2], k % 2) for k in range(4) if k % 2 == p}
+    results = json.loads((workdir / "results.json").read_text())
+    assert results["processes"] == 2 and results["devices"] == 4
+    _assert_same_results(runs[1][1]["results"], results["results"])
+    for name in ("table1.md", "table2.md"):
+        _assert_same_table((runs[1][0] / name).read_text(), (workdir / name).read_text())
+
+
+def test_a_killed_evaluation_resumes_and_loses_nothing(tmp_path, runs):
+    workdir = tmp_path / "killed"
+    command = _app(f"--workdir={workdir}", "--num_devices=1", "--config.batch_size=1")
+    env = _env(1, tmp_path / "cache")
+    log = workdir / "metrics.0.jsonl"
+    proc = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 180
+    while not (log.exists() and len(log.read_text().splitlines()) >= 3):
+        assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    proc.stderr.close()
+    assert not (workdir / "results.json").exists()  # killed before the end
+    before = log.read_text().splitlines()
+    with log.open("a") as f:
+        f.write('{"task": "declip5", "set": "dr')  # a line torn by the kill
+
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    after = log.read_text().splitlines()
+    assert after[: len(before)] == before  # what was done stays, and is not redone
+    keys = [(r["task"], r["set"], r["method"], r["index"]) for r in map(json.loads, after)]
+    assert len(keys) == len(set(keys)) == NUM_RECORDS
+    results = json.loads((workdir / "results.json").read_text())
+    _assert_same_results(runs[1][1]["results"], results["results"])
+    for name in ("table1.md", "table2.md"):
+        _assert_same_table((runs[1][0] / name).read_text(), (workdir / name).read_text())
