@@ -7,7 +7,7 @@ setuptools.setup(
     version="0.1.0",
     description="Declipping and bandwidth extension of vocals by diffusion posterior sampling (JAX).",
     packages=setuptools.find_packages(include=["jaxrestore", "jaxrestore.*"]),
-    package_data={"jaxrestore": ["pretrained/*.msgpack", "pretrained/*.json"]},
+    package_data={"jaxrestore.pretrained": ["*.msgpack", "*.json"]},
     python_requires=">=3.11",
     install_requires=[
         "jax>=0.10",

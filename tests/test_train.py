@@ -1,0 +1,337 @@
+"""Tests of the training loop and checkpoints: the step's arithmetic, data order, resuming."""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import flax.linen as nn
+import flax.serialization
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+
+from jaxrestore import checkpoints, edm, train
+from jaxrestore.data import synthetic
+from jaxrestore.networks import sashimi
+
+REPO = Path(__file__).resolve().parents[1]
+SMOKE = f"{REPO}/experiments/configs/sashimi_synthetic.py:smoke"
+
+
+class Affine(nn.Module):
+    """F(x, c_noise) = a·x + b: its loss and gradients have closed forms."""
+
+    @nn.compact
+    def __call__(self, x: jax.Array, c_noise: jax.Array) -> jax.Array:
+        a = self.param("a", nn.initializers.constant(0.3), ())
+        b = self.param("b", nn.initializers.constant(-0.2), ())
+        return a * x + b
+
+
+def _config(**overrides) -> train.TrainConfig:
+    return train.TrainConfig(
+        model_name="sashimi",
+        model=sashimi.CONFIGS["tiny"],
+        batch_size=2,
+        num_samples=64,
+        **overrides,
+    )
+
+
+def test_learning_rate_and_ema_rate_follow_their_formulas():
+    config = _config(learning_rate=1e-3, warmup_steps=10, lr_decay_every=100, lr_decay_rate=0.8)
+    steps = np.array([0, 4, 9, 50, 99, 100, 250])
+    # lr·min(1, (t+1)/10)·0.8^⌊t/100⌋, by hand.
+    expected = 1e-3 * np.array([0.1, 0.5, 1.0, 1.0, 1.0, 0.8, 0.64])
+    np.testing.assert_allclose(train.learning_rate(steps, config), expected, rtol=1e-6)
+    # β_t = min(0.9999, (1+t)/(10+t)): 0.1 at t = 0, 0.91 at t = 90, capped from t = 89,991.
+    rates = train.ema_rate(np.array([0, 90, 89_991, 10**6]), config)
+    np.testing.assert_allclose(rates, [0.1, 0.91, 0.9999, 0.9999], rtol=1e-6)
+    plain = train.ema_rate(np.array([0, 5]), _config(ema_warmup=False, ema_decay=0.99))
+    np.testing.assert_allclose(plain, [0.99, 0.99], rtol=1e-6)
+
+
+def test_two_train_steps_match_a_numpy_reference():
+    """Loss, clipped gradients, Adam with the schedule, and the EMA, against NumPy in float64."""
+    config = _config(
+        learning_rate=0.05, warmup_steps=4, grad_clip_norm=0.05, ema_decay=0.9999, seed=3
+    )
+    sigma_data = 0.3
+    model = Affine()
+    optimizer = train.make_optimizer(config)
+    state = train.init_state(model, optimizer, jax.random.key(0), config.num_samples)
+    step_fn = train.make_train_step(model, optimizer, config, sigma_data)
+    key = jax.random.key(7)
+    rng = np.random.default_rng(0)
+    batches = [0.3 * rng.standard_normal((2, 64)).astype(np.float32) for _ in range(2)]
+
+    theta = np.array([0.3, -0.2])  # (a, b)
+    ema, m, v = theta.copy(), np.zeros(2), np.zeros(2)
+    for t, x0 in enumerate(batches):
+        state, metrics = step_fn(state, jnp.asarray(x0), key)
+        # The same σ and noise as the step draws: fold the step into the key, then split.
+        sigma_key, noise_key = jax.random.split(jax.random.fold_in(key, t))
+        sigma = np.asarray(edm.sample_training_sigma_cqtdiff(sigma_key, (2,)), np.float64)
+        noise = np.asarray(jax.random.normal(noise_key, (2, 64)), np.float64)
+        s = sigma[:, None]
+        c_skip = sigma_data**2 / (s**2 + sigma_data**2)
+        c_out = s * sigma_data / np.sqrt(s**2 + sigma_data**2)
+        c_in = 1 / np.sqrt(s**2 + sigma_data**2)
+        x_sigma = x0 + s * noise
+        u, target = c_in * x_sigma, (x0 - c_skip * x_sigma) / c_out
+        residual = theta[0] * u + theta[1] - target
+        loss = np.mean(residual**2)
+        grad = np.array([np.mean(2 * residual * u), np.mean(2 * residual)])
+        grad_norm = np.linalg.norm(grad)
+        clipped = grad * min(1.0, config.grad_clip_norm / grad_norm)
+        lr = 0.05 * min(1.0, (t + 1) / 4)
+        m = 0.9 * m + 0.1 * clipped
+        v = 0.999 * v + 0.001 * clipped**2
+        m_hat, v_hat = m / (1 - 0.9 ** (t + 1)), v / (1 - 0.999 ** (t + 1))
+        theta = theta - lr * m_hat / (np.sqrt(v_hat) + 1e-8)
+        beta = min(0.9999, (1 + t) / (10 + t))
+        ema = beta * ema + (1 - beta) * theta
+
+        assert grad_norm > config.grad_clip_norm  # the clip is active in this test
+        # float32 against float64: (x0 − c_skip·x_σ)/c_out cancels digits at small σ.
+        np.testing.assert_allclose(float(metrics["loss"]), loss, rtol=1e-4)
+        np.testing.assert_allclose(float(metrics["grad_norm"]), grad_norm, rtol=1e-4)
+        np.testing.assert_allclose(float(metrics["lr"]), lr, rtol=1e-6)
+        got = np.array([state.params["a"], state.params["b"]])
+        np.testing.assert_allclose(got, theta, rtol=1e-4)
+        got_ema = np.array([state.ema_params["a"], state.ema_params["b"]])
+        np.testing.assert_allclose(got_ema, ema, rtol=1e-4)
+        assert int(state.step) == t + 1
+
+
+class _NoiseSource:
+    """Gaussian clips of a known scale, seeded."""
+
+    def __init__(self, scale: float):
+        self.scale = scale
+
+    def segment(self, seed: int, num_samples: int) -> np.ndarray:
+        return self.scale * np.random.default_rng(seed).standard_normal(num_samples)
+
+
+def test_data_order_depends_on_seed_and_step_only():
+    source = _NoiseSource(1.0)
+    first = train.batch_for_step(source, 0, 5, 3, 64)
+    assert first.shape == (3, 64) and first.dtype == np.float32
+    np.testing.assert_array_equal(first, train.batch_for_step(source, 0, 5, 3, 64))
+    # Clip i of step s is the same whatever the batch size.
+    np.testing.assert_array_equal(first[:2], train.batch_for_step(source, 0, 5, 2, 64))
+    seeds = {
+        train.example_seed(seed, 0, step, i)
+        for seed in (0, 1)
+        for step in range(10)
+        for i in range(4)
+    }
+    assert len(seeds) == 80  # every (seed, step, clip) draws its own clip
+
+
+def test_sigma_data_is_the_rms_of_the_data_and_mixture_is_balanced():
+    np.testing.assert_allclose(
+        train.measure_sigma_data(_NoiseSource(0.3), 0, 16, 4096), 0.3, rtol=0.01
+    )
+
+    class Constant:
+        def __init__(self, value: float):
+            self.value = value
+
+        def segment(self, seed: int, num_samples: int) -> np.ndarray:
+            return np.full(num_samples, self.value)
+
+    mixture = train.Mixture([Constant(1.0), Constant(2.0)])
+    picks = [mixture.segment(seed, 4)[0] for seed in range(400)]
+    assert set(picks) == {1.0, 2.0}
+    assert abs(np.mean(np.equal(picks, 2.0)) - 0.5) < 0.1
+
+
+def test_bad_input_is_one_line_on_stderr_and_exit_status_2(tmp_path):
+    vocals = f"{REPO}/experiments/configs/sashimi_vocals.py:smoke"
+    missing = tmp_path / "missing"
+    cases = [
+        ([f"--config={vocals}", f"--data_dir={missing}"], f"data folder {missing} does not exist"),
+        ([f"--config={SMOKE}", "--config.model.name=unet"], "unknown model 'unet'"),
+    ]
+    for flags, message in cases:
+        result = subprocess.run(
+            [sys.executable, "-m", "experiments.train", f"--workdir={tmp_path}", *flags],
+            cwd=REPO,
+            env={**os.environ, "JAX_PLATFORMS": "cpu"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 2, result.stderr[-2000:]
+        errors = [line for line in result.stderr.splitlines() if line.startswith("train:")]
+        assert len(errors) == 1 and errors[0].startswith(f"train: error: {message}"), errors
+        assert "Traceback" not in result.stderr
+
+
+def _read_log(path: Path) -> list[dict]:
+    """Parses a metrics log, skipping a line torn by a kill."""
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            pass
+    return records
+
+
+def _complete_steps(directory: Path) -> list[int]:
+    return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit())
+
+
+def test_killed_run_resumes_where_it_stopped(tmp_path):
+    """SIGKILL a training process, resume it, and compare with the uninterrupted steps.
+
+    The killed run itself is the uninterrupted reference: it logged steps past its first
+    checkpoint (step 2) before the kill. Every later checkpoint is renamed to Orbax's
+    half-written form, so the resumed run must start from step 2, redo the steps the killed run
+    had done after it, and reach the same losses on the same batches.
+    """
+    workdir = tmp_path / "run"
+    env = {
+        **os.environ,
+        "JAX_PLATFORMS": "cpu",
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=1",
+        # The resumed process loads the killed one's compiled train step instead of compiling.
+        "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax_cache"),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "experiments.train",
+        f"--config={SMOKE}",
+        f"--workdir={workdir}",
+    ]
+    log_path, checkpoint_dir = workdir / "metrics.jsonl", workdir / "checkpoints"
+
+    with open(tmp_path / "killed.err", "w") as stderr:
+        process = subprocess.Popen(
+            [*command, "--config.num_steps=1000", "--config.keep_checkpoints=1000"],
+            cwd=REPO,
+            env=env,
+            stderr=stderr,
+        )
+        deadline = time.time() + 300
+        while True:
+            assert process.poll() is None, (tmp_path / "killed.err").read_text()[-3000:]
+            assert time.time() < deadline, "no checkpoint after 300 s"
+            logged = _read_log(log_path) if log_path.exists() else []
+            if (checkpoint_dir / "2").is_dir() and logged and logged[-1]["step"] >= 4:
+                break
+            time.sleep(0.02)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    reference = {record["step"]: record for record in _read_log(log_path)}
+    last = max(reference)
+    assert sorted(reference) == list(range(last + 1)) and last >= 4
+
+    # Later checkpoints become half-written ones, and a junk one is added: none may load.
+    for step in _complete_steps(checkpoint_dir):
+        if step > 2:
+            (checkpoint_dir / str(step)).rename(checkpoint_dir / f"{step}.orbax-checkpoint-tmp-9")
+    junk = checkpoint_dir / "5000.orbax-checkpoint-tmp-1"
+    junk.mkdir()
+    (junk / "garbage").write_text("not a checkpoint")
+    assert _complete_steps(checkpoint_dir) == [2]
+
+    restart = time.time()
+    num_steps = last + 2
+    resumed = subprocess.run(
+        [*command, f"--config.num_steps={num_steps}", "--config.checkpoint_every=1"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "Traceback" not in resumed.stderr
+
+    final = _read_log(log_path)
+    assert [record["step"] for record in final] == list(range(num_steps))
+    for record in final:
+        # Steps before the checkpoint keep the killed run's lines; the rest were redone.
+        assert (record["time"] < restart) == (record["step"] < 2)
+        if record["step"] <= last:
+            before = reference[record["step"]]
+            for name in ("loss", "grad_norm", "lr"):
+                np.testing.assert_allclose(record[name], before[name], rtol=1e-5, err_msg=name)
+    assert _complete_steps(checkpoint_dir)[-1] == num_steps
+
+    # The EMA of the last two checkpoints follows β_t = min(0.9999, (1+t)/(10+t)), t = step.
+    manager = ocp.CheckpointManager(checkpoint_dir)
+    items = ocp.args.Composite(
+        state=ocp.args.StandardRestore(), ema_params=ocp.args.StandardRestore()
+    )
+    previous, latest = (
+        manager.restore(num_steps - 1, args=items),
+        manager.restore(num_steps, args=items),
+    )
+    manager.close()
+    t = num_steps - 1
+    beta = min(0.9999, (1 + t) / (10 + t))
+    expected_ema = jax.tree.map(
+        lambda e, p: beta * e + (1 - beta) * p, previous.ema_params, latest.state["params"]
+    )
+    jax.tree.map(
+        lambda got, want: np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7),
+        latest.ema_params,
+        expected_ema,
+    )
+
+    # The denoiser of the workdir: EMA weights of the last step, preconditioned with its σ_d.
+    _, params, info = checkpoints.load_params(workdir)
+    jax.tree.map(np.testing.assert_array_equal, params, latest.ema_params)
+    denoiser, info = checkpoints.load_denoiser(workdir)
+    assert (info.model_name, info.step, info.sample_rate) == ("sashimi", num_steps, 22050)
+    assert info.model_config == sashimi.CONFIGS["tiny"]
+    sigma_data = info.sigma_data
+    x = jnp.asarray(synthetic.clip(11, 2048, wet=False))  # [T]
+    sigma = 0.5
+    model = sashimi.SaShiMi(info.model_config)
+
+    @jax.jit
+    def outputs(x):
+        raw = model.apply(
+            {"params": latest.ema_params},
+            (x / math.sqrt(sigma**2 + sigma_data**2))[None],
+            jnp.full((1,), 0.25 * math.log(sigma)),
+        )[0]
+        return denoiser(x, sigma), raw
+
+    got, raw = outputs(x)
+    # D(x; σ) = c_skip·x + c_out·F(c_in·x, ¼ ln σ) with the σ_d the run measured.
+    want = (
+        sigma_data**2 / (sigma**2 + sigma_data**2) * x
+        + (sigma * sigma_data / math.sqrt(sigma**2 + sigma_data**2)) * raw
+    )
+    assert got.shape == (2048,)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+
+    # The shipped form: msgpack weights (the EMA of the last step) and a JSON sidecar.
+    out = checkpoints.export_msgpack(workdir, tmp_path / "ship" / "sashimi_tiny.msgpack")
+    sidecar = json.loads(out.with_suffix(".json").read_text())
+    assert (sidecar["model_name"], sidecar["step"]) == ("sashimi", num_steps)
+    assert sidecar["sigma_data"] == sigma_data
+    jax.tree.map(
+        np.testing.assert_array_equal,
+        flax.serialization.msgpack_restore(out.read_bytes()),
+        latest.ema_params,
+    )
+    _, shipped_params, shipped_info = checkpoints.load_msgpack_params(out)
+    jax.tree.map(np.testing.assert_array_equal, shipped_params, latest.ema_params)
+    assert shipped_info.model_config == info.model_config
+    assert shipped_info.sigma_data == sigma_data
