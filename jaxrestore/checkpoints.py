@@ -297,12 +297,28 @@ def export_msgpack(
     Returns:
       The path of the msgpack file.
     """
+    _, ema_params, info = load_params(checkpoint_dir, step)
+    return write_msgpack(
+        out_path, ema_params, info, num_samples=int(info.train_config.get("num_samples", 4096))
+    )
+
+
+def write_msgpack(
+    out_path: str | os.PathLike, params: Any, info: CheckpointInfo, num_samples: int = 4096
+) -> Path:
+    """Writes parameters as msgpack (pickle-free) with the JSON sidecar `load_msgpack` reads.
+
+    Args:
+      out_path: the `.msgpack` file to write.
+      params: the network's parameters.
+      info: what the network is (model name and config, σ_d, sample rate, step).
+      num_samples: a clip length the network accepts, to rebuild its parameter shapes.
+    """
     out_path = Path(out_path)
     if out_path.suffix != ".msgpack":
         raise ValueError(f"out_path must end in .msgpack, got {out_path}")
-    _, ema_params, info = load_params(checkpoint_dir, step)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_bytes(flax.serialization.to_bytes(jax.device_get(ema_params)))
+    out_path.write_bytes(flax.serialization.to_bytes(jax.device_get(params)))
     sidecar = {
         "format": _FORMAT,
         "model_name": info.model_name,
@@ -310,7 +326,7 @@ def export_msgpack(
         "sigma_data": info.sigma_data,
         "sample_rate": info.sample_rate,
         "step": info.step,
-        "num_samples": int(info.train_config.get("num_samples", 4096)),
+        "num_samples": int(num_samples),
     }
     _sidecar_path(out_path).write_text(json.dumps(sidecar, indent=2) + "\n")
     return out_path
