@@ -114,10 +114,16 @@ def main(argv):
         )
     elapsed = time.perf_counter() - start
 
-    audio.write_audio(target, mean, rate, overwrite=FLAGS.overwrite)
+    # A declipped peak may exceed full scale: WAV keeps it in float; FLAC/OGG must clip.
+    subtype = {".wav": "FLOAT", ".flac": "PCM_24", ".ogg": "VORBIS"}[extension.lower()]
+    if subtype != "FLOAT" and float(abs(samples).max()) > 1.0:
+        logging.warning("the restoration peaks above full scale; %s clips it (use .wav)", target)
+    audio.write_audio(target, mean, rate, subtype=subtype, overwrite=FLAGS.overwrite)
     if FLAGS.num_samples > 1:
         for s in range(FLAGS.num_samples):
-            audio.write_audio(outputs[1 + s], samples[s], rate, overwrite=FLAGS.overwrite)
+            audio.write_audio(
+                outputs[1 + s], samples[s], rate, subtype=subtype, overwrite=FLAGS.overwrite
+            )
         cli.plot_spread(f"{stem}.spread.png", samples, rate)
     if FLAGS.plot:
         cli.plot_spectrograms(f"{stem}.png", x, mean, rate)

@@ -166,7 +166,7 @@ class Settings:
       num_samples: posterior samples per recording.
       seed: the random seed; segment k, sample s uses fold_in(fold_in(key(seed), k), s).
       segment_length: model-rate samples per segment (a multiple of the prior's).
-      overlap: model-rate samples shared by neighbouring segments.
+      overlap: model-rate samples shared by neighbouring segments; None: 1/16 of a segment.
       batch_size: clips per compiled call.
     """
 
@@ -177,7 +177,7 @@ class Settings:
     num_samples: int = 1
     seed: int = 0
     segment_length: int = 65536
-    overlap: int = 4096
+    overlap: int | None = None
     batch_size: int = 4
 
 
@@ -208,6 +208,13 @@ def resolve_settings(x: np.ndarray, sample_rate: int, settings: Settings) -> Set
         raise RestorationError(f"task must be one of {TASKS}, got {settings.task!r}")
     if settings.num_samples < 1:
         raise RestorationError(f"num_samples must be at least 1, got {settings.num_samples}")
+    if settings.overlap is None:
+        settings = dataclasses.replace(settings, overlap=settings.segment_length // 16)
+    if not 0 <= settings.overlap <= settings.segment_length // 2:
+        raise RestorationError(
+            f"overlap {settings.overlap} must be between 0 and half a segment "
+            f"({settings.segment_length // 2})"
+        )
     if settings.task == "declip":
         c = settings.clip_threshold
         if c is None:
@@ -252,9 +259,9 @@ def restore_recording(
     x = np.asarray(x, np.float32)
     check_recording(x)
     settings = resolve_settings(x, sample_rate, settings)
-    if settings.segment_length % prior.length_multiple:
+    if settings.segment_length <= 0 or settings.segment_length % prior.length_multiple:
         raise RestorationError(
-            f"segment_length {settings.segment_length} must be a multiple of "
+            f"segment_length {settings.segment_length} must be a positive multiple of "
             f"{prior.length_multiple}"
         )
     channels, length = x.shape
@@ -265,14 +272,21 @@ def restore_recording(
     # The prior knows one loudness: bring the recording's RMS to σ_d and back afterwards.
     gain = prior.sigma_data / max(float(np.sqrt(np.mean(y**2))), 1e-8)
 
-    segments = np.concatenate(
-        [
-            split_segments(gain * y[ch], settings.segment_length, settings.overlap)
-            for ch in range(channels)
-        ]
-    )  # [C·N, L]
+    def split(signal):  # [C, T'] → [C·N, L]
+        return np.concatenate(
+            [split_segments(ch, settings.segment_length, settings.overlap) for ch in signal]
+        )
+
+    segments = split(gain * y)
     per_channel = segments.shape[0] // channels
-    operator, in_axes = _operator(settings, segments, gain, prior.sample_rate)
+    masks = None
+    if settings.task == "inpaint":
+        gaps = _model_rate_gaps(x, sample_rate, prior.sample_rate, y.shape[-1])
+        if gaps.min() == 1.0:
+            raise RestorationError("no gaps (runs of zero samples) found to inpaint")
+        masks = 1.0 - split(1.0 - gaps)  # the end padding counts as observed silence
+        segments = segments * masks
+    operator, in_axes = _operator(settings, masks, gain, prior.sample_rate)
     restorer = sample.Restorer(prior.denoiser, settings.config, operator_in_axes=in_axes)
 
     clips = [(k, s) for k in range(segments.shape[0]) for s in range(settings.num_samples)]
@@ -323,7 +337,20 @@ def declip_classical(x: np.ndarray, threshold: float, method: str = "aspade") ->
     )
 
 
-def _operator(settings: Settings, segments: np.ndarray, gain: float, sample_rate: int):
+def _model_rate_gaps(x: np.ndarray, rate: int, model_rate: int, length: int) -> np.ndarray:
+    """Returns the gap masks [C, length] of `x` [C, T], found at its own rate.
+
+    Resampling smears a run of zeros, so gaps are found first and their mask is carried over:
+    a model-rate sample counts as missing when any of it comes from a gap.
+    """
+    masks = np.stack([detect_gaps(ch) for ch in x])
+    t_model = np.arange(length) / model_rate
+    t_input = np.arange(x.shape[-1]) / rate
+    carried = np.stack([np.interp(t_model, t_input, m) for m in masks])
+    return (carried >= 1.0 - 1e-6).astype(np.float32)
+
+
+def _operator(settings: Settings, masks: np.ndarray | None, gain: float, sample_rate: int):
     """Returns the degradation operator for the segments and its vmap in_axes."""
     if settings.task == "declip":
         return degradations.Clip(jnp.float32(gain * settings.clip_threshold)), None
@@ -335,7 +362,4 @@ def _operator(settings: Settings, segments: np.ndarray, gain: float, sample_rate
                 f"must be below {0.8 * nyquist:g} Hz (the model's rate is {sample_rate} Hz)"
             )
         return degradations.lowpass(settings.cutoff_hz, sample_rate), None
-    masks = np.stack([detect_gaps(seg) for seg in segments])
-    if masks.min() == 1.0:
-        raise RestorationError("no gaps (runs of zero samples) found to inpaint")
     return degradations.Mask(jnp.asarray(masks)), 0
