@@ -8,44 +8,15 @@ and a larger batch is the GPU run. σ_d is measured on 64 clips at the start.
 """
 
 import ml_collections
-from ml_collections import config_dict
+
+from experiments.configs import sashimi_synthetic
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     """Returns the training config; `arg="smoke"` gives a few-step run of the tiny model."""
-    if arg not in (None, "", "smoke"):
-        raise ValueError(f"unknown variant {arg!r}; expected none or 'smoke'")
-    config = ml_collections.ConfigDict()
-    # Keys besides name and preset replace fields of the preset's config dataclass.
-    config.model = ml_collections.ConfigDict({"name": "cqtdiff", "preset": "cpu"})
-    config.data = ml_collections.ConfigDict(
-        {"source": "synthetic", "data_dir": "", "reverb": "mixed", "sample_rate": 22050}
-    )
-    config.seed = 0
-    config.batch_size = 4
-    config.num_samples = 16384
-    config.num_steps = 6000
-    config.learning_rate = 2e-4
-    config.warmup_steps = 200
-    config.lr_decay_every = 60_000
-    config.lr_decay_rate = 0.8
-    config.grad_clip_norm = 1.0
-    config.ema_decay = 0.9999
-    config.ema_warmup = True
-    config.sigma_data = config_dict.placeholder(float)  # None: measure on the data
-    config.sigma_data_clips = 64
-    config.sigma_distribution = "cqtdiff"
-    config.checkpoint_every = 500
-    config.keep_checkpoints = 3
-    config.log_every = 50
-
-    if arg == "smoke":
-        config.model.preset = "tiny"
-        config.batch_size = 2
-        config.num_samples = 4096
-        config.num_steps = 6
-        config.warmup_steps = 2
-        config.sigma_data_clips = 4
-        config.checkpoint_every = 2
-        config.log_every = 1
+    config = sashimi_synthetic.get_config(arg)
+    config.model.name = "cqtdiff"
+    # The CQT of the tiny preset needs a few octaves' worth of samples.
+    config.num_samples = 4096 if arg == "smoke" else config.num_samples
+    config.num_steps = config.num_steps if arg == "smoke" else 6000
     return config

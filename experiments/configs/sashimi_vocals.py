@@ -13,44 +13,22 @@ The default is the reference model (7.5 M parameters) at CQT-Diff's segment of 6
 """
 
 import ml_collections
-from ml_collections import config_dict
+
+from experiments.configs import sashimi_synthetic
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     """Returns the training config; `arg="smoke"` gives a few-step run of the tiny model."""
-    if arg not in (None, "", "smoke"):
-        raise ValueError(f"unknown variant {arg!r}; expected none or 'smoke'")
-    config = ml_collections.ConfigDict()
-    # Keys besides name and preset replace fields of the preset's config dataclass.
-    config.model = ml_collections.ConfigDict({"name": "sashimi", "preset": "reference"})
-    config.data = ml_collections.ConfigDict(
-        {"source": "files", "data_dir": "", "reverb": "mixed", "sample_rate": 22050}
-    )
-    config.seed = 0
+    config = sashimi_synthetic.get_config(arg)
+    config.data.source = "files"
+    if arg == "smoke":
+        return config
+    config.model.preset = "reference"
     config.batch_size = 8
     config.num_samples = 65536
     config.num_steps = 300_000
-    config.learning_rate = 2e-4
     config.warmup_steps = 1000
-    config.lr_decay_every = 60_000
-    config.lr_decay_rate = 0.8
-    config.grad_clip_norm = 1.0
-    config.ema_decay = 0.9999
-    config.ema_warmup = True
-    config.sigma_data = config_dict.placeholder(float)  # None: measure on the data
     config.sigma_data_clips = 256
-    config.sigma_distribution = "cqtdiff"
     config.checkpoint_every = 5000
-    config.keep_checkpoints = 3
     config.log_every = 100
-
-    if arg == "smoke":
-        config.model.preset = "tiny"
-        config.batch_size = 2
-        config.num_samples = 2048
-        config.num_steps = 6
-        config.warmup_steps = 2
-        config.sigma_data_clips = 4
-        config.checkpoint_every = 2
-        config.log_every = 1
     return config

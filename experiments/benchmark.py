@@ -1,0 +1,292 @@
+r"""Speed and size figures, printed as one JSON object per line.
+
+  python -m experiments.benchmark --sections=sampler            # sampler overhead, loop forms
+  python -m experiments.benchmark --sections=networks --models=sashimi:reference,cqtdiff:reference
+  python -m experiments.benchmark --params_only                 # parameter counts only
+  python -m experiments.benchmark --platform=gpu ...            # the same on a GPU
+
+Timings are wall-clock medians after compilation; this machine is shared, so compare only
+figures printed by the same run. Nothing here is a test: targets are read off the output.
+"""
+
+import functools
+import json
+import statistics
+import sys
+import time
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("sections", ["sampler", "networks"], "Which sections to run.")
+flags.DEFINE_list(
+    "models",
+    ["sashimi:cpu", "sashimi:reference", "cqtdiff:reference"],
+    "model:config pairs for the networks section.",
+)
+flags.DEFINE_bool("params_only", False, "Print only the parameter count of every model config.")
+flags.DEFINE_integer("num_samples", 65536, "Clip length in samples.")
+flags.DEFINE_integer("batch", 1, "Clips per call.")
+flags.DEFINE_integer("repeats", 3, "Timed repetitions (median reported).")
+flags.DEFINE_integer("restore_steps", 2, "Heun steps timed to extrapolate a 35-step restore.")
+flags.DEFINE_string("platform", None, "JAX platform: cpu, gpu or tpu (default: JAX's choice).")
+flags.DEFINE_string("sampler_model", "sashimi:cpu", "The small network of the sampler section.")
+flags.DEFINE_integer("sampler_length", 16384, "Clip length of the sampler section.")
+flags.DEFINE_integer("sampler_steps", 8, "Steps of the sampler section's full restores.")
+
+SAMPLE_RATE = 22050
+
+
+def emit(record: dict) -> None:
+    print(json.dumps(record), flush=True)
+
+
+def timed(fn, *args, repeats: int):
+    """Returns (median seconds, first output) over `repeats` calls, blocking on results."""
+    import jax
+
+    times, out = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), out
+
+
+def build(model_spec: str):
+    """Returns (model, config name, params count, init function) for 'model:config'."""
+    from jaxrestore import checkpoints
+
+    name, _, preset = model_spec.partition(":")
+    config = checkpoints.model_config(name, preset or "reference")
+    return name, preset, checkpoints.build_model(name, config)
+
+
+def count_params(model, num_samples: int) -> int:
+    import jax
+    import jax.numpy as jnp
+
+    shapes = jax.eval_shape(
+        model.init, jax.random.key(0), jnp.zeros((1, num_samples)), jnp.zeros((1,))
+    )
+    return sum(int(x.size) for x in jax.tree.leaves(shapes["params"]))
+
+
+def matmul_rate(repeats: int) -> float:
+    """Returns the machine's float32 matrix-product rate in GFLOP/s (2048² · 2048)."""
+    import jax
+
+    n = 2048
+    a = jax.random.normal(jax.random.key(0), (n, n))
+    f = jax.jit(lambda a: a @ a)
+    jax.block_until_ready(f(a))
+    seconds, _ = timed(f, a, repeats=max(repeats, 5))
+    return 2 * n**3 / seconds / 1e9
+
+
+def flops_of(jitted, *args) -> float | None:
+    try:
+        cost = jitted.lower(*args).compile().cost_analysis()
+        if isinstance(cost, list):
+            cost = cost[0]
+        return float(cost["flops"])
+    except Exception:  # Not every backend reports costs.
+        return None
+
+
+def network_record(model_spec: str, machine_gflops: float) -> dict:
+    """Times one network: forward, forward+VJP, guided Heun steps → a 35-step restore."""
+    import dataclasses
+
+    import jax
+    import jax.numpy as jnp
+
+    from jaxrestore import degradations, networks, sample
+
+    name, preset, model = build(model_spec)
+    T, B = FLAGS.num_samples, FLAGS.batch
+    start = time.perf_counter()
+    params = jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, T)), jnp.zeros((1,)))["params"]
+    init_s = time.perf_counter() - start
+    x = 0.1 * jax.random.normal(jax.random.key(1), (B, T))
+    c_noise = jnp.full((B,), -0.5)
+    forward = jax.jit(lambda p, x, c: model.apply({"params": p}, x, c))
+    start = time.perf_counter()
+    jax.block_until_ready(forward(params, x, c_noise))
+    compile_s = time.perf_counter() - start
+    forward_s, _ = timed(forward, params, x, c_noise, repeats=FLAGS.repeats)
+    flops = flops_of(forward, params, x, c_noise)
+
+    def fwd_vjp(p, x, c):
+        out, vjp = jax.vjp(lambda z: model.apply({"params": p}, z, c), x)
+        return vjp(out)[0]
+
+    vjp_fn = jax.jit(fwd_vjp)
+    jax.block_until_ready(vjp_fn(params, x, c_noise))
+    vjp_s, _ = timed(vjp_fn, params, x, c_noise, repeats=FLAGS.repeats)
+
+    # A guided Heun restore (RG + DC, declipping), timed over a few steps of the host loop.
+    denoiser = networks.as_denoiser(model, params, 0.1)
+    config = dataclasses.replace(sample.PRESETS["rg+dc"], sigma_data=0.1)
+    restorer = sample.Restorer(denoiser, config, operator_in_axes=None)
+    y = jnp.clip(x, -0.1, 0.1)
+    op = degradations.Clip(jnp.float32(0.1))
+    keys = jax.random.split(jax.random.key(2), B)
+    state = restorer._init(y, op, keys)
+    step = functools.partial(restorer._pass, y, op, keys)
+    jax.block_until_ready(step(state, jnp.int32(0), jnp.int32(0)))
+    step_s, _ = timed(
+        lambda s: step(s, jnp.int32(1), jnp.int32(0)), state, repeats=FLAGS.restore_steps
+    )
+    restore_s = step_s * (config.steps - 1) + step_s / 2  # the last step has no Heun pass
+    audio_s = B * T / SAMPLE_RATE
+    return {
+        "model": name,
+        "config": preset,
+        "params": count_params(model, T),
+        "batch": B,
+        "num_samples": T,
+        "platform": jax.default_backend(),
+        "init_s": round(init_s, 3),
+        "compile_forward_s": round(compile_s, 3),
+        "forward_s": round(forward_s, 4),
+        "forward_vjp_s": round(vjp_s, 4),
+        "forward_gflop": None if flops is None else round(flops / 1e9, 1),
+        "forward_gflops_rate": None if flops is None else round(flops / forward_s / 1e9, 1),
+        "machine_matmul_gflops": round(machine_gflops, 1),
+        "fraction_of_matmul_rate": None
+        if flops is None
+        else round(flops / forward_s / 1e9 / machine_gflops, 3),
+        "guided_heun_step_s": round(step_s, 3),
+        "restore_35_steps_s": round(restore_s, 2),
+        "restore_is_extrapolated": True,
+        "nfe": sample.nfe(config),
+        "real_time_factor": round(restore_s / audio_s, 3),
+    }
+
+
+def networks_section() -> None:
+    machine = matmul_rate(FLAGS.repeats)
+    records = []
+    for spec in FLAGS.models:
+        record = network_record(spec, machine)
+        records.append(record)
+        emit(record)
+    by_model = {}
+    for r in records:
+        by_model.setdefault(r["config"], {})[r["model"]] = r
+    for preset, pair in by_model.items():
+        if "sashimi" in pair and "cqtdiff" in pair:
+            s, c = pair["sashimi"], pair["cqtdiff"]
+            emit(
+                {
+                    "comparison": "sashimi:cqtdiff",
+                    "config": preset,
+                    "restore_speed_ratio": round(
+                        c["restore_35_steps_s"] / s["restore_35_steps_s"], 2
+                    ),
+                    "forward_speed_ratio": round(c["forward_s"] / s["forward_s"], 2),
+                    "flop_ratio": None
+                    if not (s["forward_gflop"] and c["forward_gflop"])
+                    else round(c["forward_gflop"] / s["forward_gflop"], 2),
+                }
+            )
+
+
+def sampler_section() -> None:
+    """Sampler overhead: one restore against NFE × one guided evaluation; loop vs host loop."""
+    import dataclasses
+
+    import jax
+    import jax.numpy as jnp
+
+    from jaxrestore import degradations, guidance, networks, sample
+
+    name, preset, model = build(FLAGS.sampler_model)
+    T, B = FLAGS.sampler_length, FLAGS.batch
+    params = jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, T)), jnp.zeros((1,)))["params"]
+    denoiser = networks.as_denoiser(model, params, 0.1)
+    x = 0.1 * jax.random.normal(jax.random.key(1), (B, T))
+    op = degradations.Clip(jnp.float32(0.08))
+    y = jax.vmap(op.apply)(x)
+    keys = jax.random.split(jax.random.key(2), B)
+    for method in ("rg+dc", "rg_drho+dc+rp"):
+        config = dataclasses.replace(
+            sample.PRESETS[method], sigma_data=0.1, steps=FLAGS.sampler_steps
+        )
+        estimate = jax.jit(
+            jax.vmap(
+                lambda x, y, s: guidance.guided_estimate(
+                    denoiser,
+                    x,
+                    s,
+                    y,
+                    op,
+                    guidance="rg",
+                    xi=0.2,
+                    sigma_data=0.1,
+                    pigdm_scale=1.0,
+                    grad_clip=None,
+                    data_consistency=True,
+                ),
+                in_axes=(0, 0, None),
+            )
+        )
+        jax.block_until_ready(estimate(x, y, 0.5))
+        eval_s, _ = timed(estimate, x, y, 0.5, repeats=FLAGS.repeats)
+        record = {
+            "section": "sampler",
+            "model": f"{name}:{preset}",
+            "method": method,
+            "steps": config.steps,
+            "nfe": sample.nfe(config),
+            "batch": B,
+            "num_samples": T,
+            "platform": jax.default_backend(),
+            "guided_eval_s": round(eval_s, 4),
+        }
+        for stepwise in (True, False):
+            restorer = sample.Restorer(denoiser, config, operator_in_axes=None, stepwise=stepwise)
+            start = time.perf_counter()
+            jax.block_until_ready(restorer(y, op, keys))
+            first = time.perf_counter() - start
+            seconds, _ = timed(restorer, y, op, keys, repeats=max(1, FLAGS.repeats - 1))
+            form = "host_loop" if stepwise else "single_program"
+            record[f"{form}_restore_s"] = round(seconds, 3)
+            record[f"{form}_compile_s"] = round(first - seconds, 3)
+            record[f"{form}_overhead"] = round(seconds / (record["nfe"] * eval_s) - 1, 3)
+        emit(record)
+
+
+def main(argv):
+    del argv
+    import jax
+
+    if FLAGS.platform:
+        jax.config.update("jax_platforms", FLAGS.platform)
+    emit(
+        {
+            "devices": [str(d) for d in jax.devices()],
+            "process_count": jax.process_count(),
+            "jax": jax.__version__,
+        }
+    )
+    if FLAGS.params_only:
+        from jaxrestore import checkpoints
+
+        for name in checkpoints.MODEL_NAMES:
+            module, _, _ = checkpoints._network_module(name)
+            for preset in module.CONFIGS:
+                _, _, model = build(f"{name}:{preset}")
+                emit({"model": name, "config": preset, "params": count_params(model, 65536)})
+        return
+    sections = {"sampler": sampler_section, "networks": networks_section}
+    for section in FLAGS.sections:
+        if section not in sections:
+            print(f"error: unknown section {section!r}; use {sorted(sections)}", file=sys.stderr)
+            sys.exit(2)
+        sections[section]()
+
+
+if __name__ == "__main__":
+    app.run(main)
