@@ -289,3 +289,26 @@ def test_every_preset_runs_on_both_tasks(name):
     for op in (clip, bwe):
         out = run(op.apply(x0), op, jax.random.key(11))
         assert out.shape == x0.shape and bool(jnp.all(jnp.isfinite(out)))
+
+
+def test_aspade_warm_start_starts_near_the_spade_restoration():
+    prior = priors.pink(2048, variance=0.01)
+    x0 = prior.sample(jax.random.key(12), 2)
+    c = jax.vmap(degradations.clip_threshold_for_sdr, in_axes=(0, None))(x0, 5.0)
+    op = degradations.Clip(c)
+    y = jax.vmap(lambda x, c: degradations.Clip(c).apply(x))(x0, c)
+    config = dataclasses.replace(
+        sample.PRESETS["rg+dc"], sigma_data=0.1, steps=8, init="aspade", sigma_start=1e-3
+    )
+    assert sample.nfe(config) < sample.nfe(dataclasses.replace(config, sigma_start=None))
+    start = jax.vmap(functools.partial(sample.initial_state, config))(y, op, _keys(2))
+    from jaxrestore import spade
+
+    spade_x = jax.vmap(spade.aspade)(y, c)
+    level = sample.schedule(config).sigmas[sample.schedule(config).start]
+    # x_init + σ_start·ε: the start differs from A-SPADE's output by noise of that level only.
+    assert abs(float(jnp.std(start - spade_x)) / level - 1) < 0.2
+    out = sample.Restorer(prior.denoiser, config)(y, op, _keys(2))
+    assert bool(jnp.all(jnp.isfinite(out)))
+    with pytest.raises(ValueError, match="Clip"):
+        sample.initial_state(config, y[0], priors.ideal_lowpass(2048, 0.2), _keys(1)[0])
