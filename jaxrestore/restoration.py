@@ -292,14 +292,16 @@ def restore_recording(
     clips = [(k, s) for k in range(segments.shape[0]) for s in range(settings.num_samples)]
     key = jax.random.key(settings.seed)
     out = np.zeros((segments.shape[0], settings.num_samples, settings.segment_length), np.float32)
-    total = restorer.nfe * int(np.ceil(len(clips) / settings.batch_size))
-    for b0 in range(0, len(clips), settings.batch_size):
-        batch = clips[b0 : b0 + settings.batch_size]
-        padded = batch + [batch[-1]] * (settings.batch_size - len(batch))  # one compiled shape
+    # A short recording needs no padding up to a batch it cannot fill.
+    batch_size = min(settings.batch_size, len(clips))
+    total = restorer.nfe * int(np.ceil(len(clips) / batch_size))
+    for b0 in range(0, len(clips), batch_size):
+        batch = clips[b0 : b0 + batch_size]
+        padded = batch + [batch[-1]] * (batch_size - len(batch))  # one compiled shape
         index = np.array([k for k, _ in padded])
         keys = jnp.stack([jax.random.fold_in(jax.random.fold_in(key, k), s) for k, s in padded])
         op = operator if in_axes is None else jax.tree.map(lambda v, i=index: v[i], operator)
-        done = b0 // settings.batch_size * restorer.nfe
+        done = b0 // batch_size * restorer.nfe
 
         def report(n, _, done=done):
             if progress is not None:
