@@ -5,7 +5,7 @@ import setuptools
 setuptools.setup(
     name="jaxrestore",
     version="0.1.0",
-    description="Declipping and bandwidth extension of vocals by diffusion posterior sampling (JAX).",
+    description="Declipping and bandwidth extension of vocals by diffusion posterior sampling.",
     packages=setuptools.find_packages(include=["jaxrestore", "jaxrestore.*"]),
     package_data={"jaxrestore.pretrained": ["*.msgpack", "*.json"]},
     python_requires=">=3.11",
