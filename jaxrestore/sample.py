@@ -115,8 +115,9 @@ class SamplerConfig:
         object.__setattr__(self, "repaint_window", tuple(float(v) for v in self.repaint_window))
 
 
-# The poster's table rows (Tables 1 and 2). The δρ schedule and the RePaint cycles were chosen
-# by measurement: see README.md ("Choosing RG δρ and RP").
+# The poster's table rows (Tables 1 and 2). The poster publishes neither its δρ schedule nor
+# its RePaint u: ξ rising linearly 0.2 → 0.5 and u = 2 are provisional, to be replaced by a
+# sweep on a well-trained prior.
 PRESETS: dict[str, SamplerConfig] = {
     "rg": SamplerConfig(guidance="rg", xi=0.2, data_consistency=False),
     "rg+dc": SamplerConfig(guidance="rg", xi=0.2, data_consistency=True),
