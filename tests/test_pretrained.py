@@ -1,6 +1,7 @@
 """The shipped model: it loads after `pip install .`, from outside the repository."""
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -8,9 +9,17 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_shipped_model_loads_after_install_from_another_directory(tmp_path):
+    # Build from a copy: an in-tree build would leave build/ in the checkout.
+    source = tmp_path / "source"
+    shutil.copytree(
+        os.path.join(ROOT, "jaxrestore"),
+        source / "jaxrestore",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    shutil.copy(os.path.join(ROOT, "setup.py"), source)
     site = tmp_path / "site"
     command = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site)]
-    subprocess.run([*command, ROOT], check=True, capture_output=True, timeout=600)
+    subprocess.run([*command, str(source)], check=True, capture_output=True, timeout=600)
     probe = (
         "import jax, jax.numpy as jnp, jaxrestore\n"
         "from jaxrestore import pretrained\n"
