@@ -12,10 +12,11 @@ figures printed by the same run. Nothing here is a test: targets are read off th
 import functools
 import json
 import statistics
-import sys
 import time
 
-from absl import app, flags
+from absl import flags
+
+from experiments import cli
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("sections", ["sampler", "networks"], "Which sections to run.")
@@ -325,10 +326,9 @@ def main(argv):
     sections = {"sampler": sampler_section, "networks": networks_section}
     for section in FLAGS.sections:
         if section not in sections:
-            print(f"error: unknown section {section!r}; use {sorted(sections)}", file=sys.stderr)
-            sys.exit(2)
+            raise cli.UsageError(f"unknown section {section!r}; use {sorted(sections)}")
         sections[section]()
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)
