@@ -426,7 +426,7 @@ def main(argv):
         from jaxrestore import checkpoints
 
         for name in checkpoints.MODEL_NAMES:
-            module, _, _ = checkpoints._network_module(name)
+            module, _, _ = checkpoints.network_module(name)
             for preset in module.CONFIGS:
                 _, _, model = build(f"{name}:{preset}")
                 emit({"model": name, "config": preset, "params": count_params(model, 65536)})

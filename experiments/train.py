@@ -30,6 +30,7 @@ def train_config(config: ml_collections.ConfigDict, data_dir: str | None) -> tra
     fields = config.to_dict()
     model = dict(fields.pop("model"))
     name, preset = model.pop("name"), model.pop("preset")
+    model = {key: value for key, value in model.items() if value is not None}  # None: preset's
     data = dict(fields.pop("data"))
     config_folders = data.pop("data_dir", "")
     folders = config_folders if data_dir is None else data_dir
@@ -93,7 +94,10 @@ def main(argv: list[str]) -> None:
         source = train.data_source(config.data)
     except (ValueError, OSError) as error:  # OSError: a config file that did not load
         _fail(error)
-    train.train(config, _WORKDIR.value, source)
+    try:
+        train.train(config, _WORKDIR.value, source)
+    except train.WorkdirError as error:
+        _fail(error)
 
 
 if __name__ == "__main__":

@@ -53,7 +53,7 @@ class CheckpointInfo:
     train_config: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
-def _network_module(model_name: str):
+def network_module(model_name: str):
     """Imports the network module for a model name (imported on use: it pulls in Flax code)."""
     if model_name == "sashimi":
         from jaxrestore.networks import sashimi
@@ -74,7 +74,7 @@ def model_config(model_name: str, preset: str, **overrides: Any) -> Any:
       preset: a key of the network module's `CONFIGS` (e.g. "reference", "cpu", "tiny").
       **overrides: config fields to replace.
     """
-    module, _, config_class = _network_module(model_name)
+    module, _, config_class = network_module(model_name)
     if preset not in module.CONFIGS:
         raise ValueError(
             f"unknown {model_name} preset {preset!r}; expected one of {', '.join(module.CONFIGS)}"
@@ -91,7 +91,7 @@ def model_config(model_name: str, preset: str, **overrides: Any) -> Any:
 
 def build_model(model_name: str, config: Any) -> nn.Module:
     """Returns the Flax network for a model name and its config dataclass."""
-    _, model_class, config_class = _network_module(model_name)
+    _, model_class, config_class = network_module(model_name)
     if not isinstance(config, config_class):
         raise ValueError(
             f"model {model_name!r} needs a {config_class.__name__}, got {type(config).__name__}"
@@ -113,9 +113,23 @@ def config_to_json(config: Any) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(config)))
 
 
+# Config fields that change how a network computes, not its parameters or outputs: a run
+# resumed with another value (remat on or off) loads the same checkpoint.
+COMPUTE_ONLY_FIELDS = frozenset({"remat"})
+
+
+def same_architecture(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two `config_to_json` dicts describe the same parameters and function."""
+
+    def strip(fields):
+        return {k: v for k, v in fields.items() if k not in COMPUTE_ONLY_FIELDS}
+
+    return strip(a) == strip(b)
+
+
 def config_from_json(model_name: str, fields: dict[str, Any]) -> Any:
     """Rebuilds a network config dataclass from `config_to_json`'s dict."""
-    _, _, config_class = _network_module(model_name)
+    _, _, config_class = network_module(model_name)
     return config_class(**_as_tuples(fields))
 
 

@@ -451,6 +451,10 @@ def _shardings(batch_size: int) -> tuple[jax.sharding.Sharding, jax.sharding.Sha
     return replicated, split
 
 
+class WorkdirError(ValueError):
+    """The work dir holds a run that this config cannot resume."""
+
+
 def train(
     config: TrainConfig, workdir: str | os.PathLike, source: Source | None = None
 ) -> TrainState:
@@ -491,10 +495,10 @@ def train(
             state = init.lower(init_key).compile(compiler_options=_QUICK_COMPILE)(init_key)
         else:
             saved = checkpoints.read_metadata(manager, latest)
-            if saved["model_name"] != config.model_name or saved[
-                "model_config"
-            ] != checkpoints.config_to_json(config.model):
-                raise ValueError(
+            if saved["model_name"] != config.model_name or not checkpoints.same_architecture(
+                saved["model_config"], checkpoints.config_to_json(config.model)
+            ):
+                raise WorkdirError(
                     f"the checkpoint in {workdir} is of another model "
                     f"({saved['model_name']} {saved['model_config']}); use a fresh workdir"
                 )

@@ -1,5 +1,6 @@
 """Tests of the training loop and checkpoints: the step's arithmetic, data order, resuming."""
 
+import dataclasses
 import json
 import math
 import os
@@ -249,8 +250,14 @@ def test_killed_run_resumes_where_it_stopped(tmp_path):
 
     restart = time.time()
     num_steps = last + 2
+    # remat changes how gradients are computed, not the parameters: the run resumes with it off.
     resumed = subprocess.run(
-        [*command, f"--config.num_steps={num_steps}", "--config.checkpoint_every=1"],
+        [
+            *command,
+            f"--config.num_steps={num_steps}",
+            "--config.checkpoint_every=1",
+            "--config.model.remat=false",
+        ],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -297,7 +304,8 @@ def test_killed_run_resumes_where_it_stopped(tmp_path):
     jax.tree.map(np.testing.assert_array_equal, params, latest.ema_params)
     denoiser, info = checkpoints.load_denoiser(workdir)
     assert (info.model_name, info.step, info.sample_rate) == ("sashimi", num_steps, 22050)
-    assert info.model_config == sashimi.CONFIGS["tiny"]
+    assert info.model_config == dataclasses.replace(sashimi.CONFIGS["tiny"], remat=False)
+
     sigma_data = info.sigma_data
     x = jnp.asarray(synthetic.clip(11, 2048, wet=False))  # [T]
     sigma = 0.5
@@ -335,3 +343,18 @@ def test_killed_run_resumes_where_it_stopped(tmp_path):
     jax.tree.map(np.testing.assert_array_equal, shipped_params, latest.ema_params)
     assert shipped_info.model_config == info.model_config
     assert shipped_info.sigma_data == sigma_data
+
+    # Another architecture in the same workdir: one line, exit 2, the checkpoints untouched.
+    other = subprocess.run(
+        [*command, f"--config.num_steps={num_steps + 5}", "--config.model.d_model=8"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert other.returncode == 2, other.stderr[-3000:]
+    errors = [line for line in other.stderr.splitlines() if line.startswith("train:")]
+    assert len(errors) == 1 and "is of another model" in errors[0], other.stderr[-3000:]
+    assert "Traceback" not in other.stderr
+    assert _complete_steps(checkpoint_dir)[-1] == num_steps

@@ -9,13 +9,14 @@ and a larger batch is the GPU run. σ_d is measured on 64 clips at the start.
 
 import ml_collections
 
+from experiments import configs
 from experiments.configs import sashimi_synthetic
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     """Returns the training config; `arg="smoke"` gives a few-step run of the tiny model."""
     config = sashimi_synthetic.get_config(arg)
-    config.model.name = "cqtdiff"
+    config.model = configs.model("cqtdiff", config.model.preset)
     # The CQT of the tiny preset needs a few octaves' worth of samples.
     config.num_samples = 4096 if arg == "smoke" else config.num_samples
     config.num_steps = config.num_steps if arg == "smoke" else 6000

@@ -12,14 +12,16 @@ stored in the checkpoint.
 import ml_collections
 from ml_collections import config_dict
 
+from experiments import configs
+
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     """Returns the training config; `arg="smoke"` gives a few-step run of the tiny model."""
     if arg not in (None, "", "smoke"):
         raise ValueError(f"unknown variant {arg!r}; expected none or 'smoke'")
     config = ml_collections.ConfigDict()
-    # Keys besides name and preset replace fields of the preset's config dataclass.
-    config.model = ml_collections.ConfigDict({"name": "sashimi", "preset": "cpu"})
+    # Fields besides name and preset replace those of the preset when set (None: the preset's).
+    config.model = configs.model("sashimi", "cpu")
     config.data = ml_collections.ConfigDict(
         {"source": "synthetic", "data_dir": "", "reverb": "mixed", "sample_rate": 22050}
     )
