@@ -4,33 +4,14 @@ import os
 import subprocess
 import sys
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 import soundfile as sf
 
-from jaxrestore import checkpoints, degradations
+from jaxrestore import degradations
 from jaxrestore.data import synthetic
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    """An untrained tiny SaShiMi-Diff exported like the shipped model (no training needed)."""
-    folder = tmp_path_factory.mktemp("model")
-    config = checkpoints.model_config("sashimi", "tiny")
-    model = checkpoints.build_model("sashimi", config)
-    params = model.init(jax.random.key(0), jnp.zeros((1, 1024)), jnp.zeros((1,)))["params"]
-    info = checkpoints.CheckpointInfo("sashimi", config, sigma_data=0.2, sample_rate=22050, step=0)
-    return str(checkpoints.write_msgpack(folder / "tiny.msgpack", params, info, num_samples=1024))
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    # One compilation cache for the module: runs of the same task reuse the compiled passes.
-    return str(tmp_path_factory.mktemp("cache"))
 
 
 def _run(args, cache, model=None):
