@@ -31,6 +31,15 @@ flags.DEFINE_string(
 flags.DEFINE_float("clip_threshold", None, "Clipping level c (declip); estimated if omitted.")
 flags.DEFINE_float("cutoff_hz", None, "Band limit of the recording (bwe); estimated if omitted.")
 flags.DEFINE_integer("steps", None, "Sampler steps T (default: the preset's).")
+flags.DEFINE_enum(
+    "init",
+    None,
+    ["noise", "observation", "aspade"],
+    "Warm start: where the sampler starts (default: the preset's; 'aspade' for declip only).",
+)
+flags.DEFINE_float(
+    "sigma_start", None, "Warm start level: run only the steps below it (needs --init)."
+)
 flags.DEFINE_integer("num_samples", 1, "Posterior samples; >1 also writes each, and a spread.")
 flags.DEFINE_integer("seed", 0, "Random seed.")
 flags.DEFINE_string("checkpoint", None, "A training work dir or exported model; default: shipped.")
@@ -97,6 +106,12 @@ def main(argv):
         config = dataclasses.replace(sample.PRESETS[method], sigma_data=prior.sigma_data)
         if FLAGS.steps is not None:
             config = dataclasses.replace(config, steps=FLAGS.steps)
+        if FLAGS.sigma_start is not None and FLAGS.init is None:
+            raise cli.UsageError("--sigma_start needs --init (observation or aspade)")
+        if FLAGS.init == "aspade" and FLAGS.task != "declip":
+            raise cli.UsageError("--init=aspade is a declipper's output; use it with --task=declip")
+        if FLAGS.init is not None:
+            config = dataclasses.replace(config, init=FLAGS.init, sigma_start=FLAGS.sigma_start)
         settings = restoration.Settings(
             task=FLAGS.task,
             config=config,
