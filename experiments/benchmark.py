@@ -37,6 +37,8 @@ flags.DEFINE_integer("sampler_steps", 8, "Steps of the sampler section's full re
 flags.DEFINE_list("sigma_starts", ["0.3", "0.1", "0.03", "0.01"], "Warm-start levels.")
 flags.DEFINE_integer("warm_clips", 2, "Held-out clips per set in the warmstart section.")
 flags.DEFINE_string("warm_plot", None, "Where the warmstart section writes its PNG.")
+flags.DEFINE_list("sweep_xi", ["0.2:0.2", "0.2:0.5", "0.2:1.0", "0.5:0.5"], "ξ:ξ_end pairs.")
+flags.DEFINE_list("sweep_cycles", ["0", "2"], "RePaint u values of the sweep section.")
 flags.DEFINE_string("checkpoint", None, "Prior of the prior/warmstart sections; default: shipped.")
 flags.DEFINE_integer("prior_clips", 8, "Held-out clips per set in the prior section.")
 flags.DEFINE_list(
@@ -320,28 +322,18 @@ def prior_section() -> None:
     """
     import jax
     import jax.numpy as jnp
-    import numpy as np
 
     from jaxrestore import priors
-    from jaxrestore.data import synthetic
 
     prior = cli.load_prior(FLAGS.checkpoint)
     T, n = FLAGS.sampler_length, FLAGS.prior_clips
-
-    def scaled(clips):  # [n, T] at RMS σ_d each
-        clips = np.stack(clips)
-        return clips * prior.sigma_data / np.sqrt(np.mean(clips**2, -1, keepdims=True))
-
-    train = [synthetic.SyntheticVocals(wet=wet).split("train") for wet in (False, True)]
-    power = np.mean(
-        np.abs(np.fft.rfft(scaled([train[i % 2].segment(i, T) for i in range(64)]))) ** 2, 0
-    )
-    wiener = priors.StationaryGaussian(jnp.asarray(power / T, jnp.float32))
+    train = jnp.concatenate([_clips(prior, "train", wet, 32, T) for wet in (False, True)])
+    power = jnp.mean(jnp.abs(jnp.fft.rfft(train)) ** 2, axis=0) / T
+    wiener = priors.StationaryGaussian(power.astype(jnp.float32))
     model = jax.jit(jax.vmap(prior.denoiser, in_axes=(0, None)))
     linear = jax.jit(jax.vmap(wiener.denoiser, in_axes=(0, None)))
     for wet in (False, True):
-        test = synthetic.SyntheticVocals(wet=wet).split("test")
-        x0 = jnp.asarray(scaled([test.segment(i, T) for i in range(n)]), jnp.float32)
+        x0 = _clips(prior, "test", wet, n, T)
         for s in FLAGS.sigmas:
             sigma = jnp.float32(float(s))
             x = x0 + sigma * jax.random.normal(jax.random.key(int(wet)), x0.shape)
@@ -363,6 +355,76 @@ def prior_section() -> None:
             )
 
 
+def _clips(prior, split: str, wet: bool, count: int, length: int, offset: int = 0):
+    """Returns `count` synthetic clips [count, length] of `split`, each scaled to RMS σ_d."""
+    import jax.numpy as jnp
+
+    from jaxrestore.data import synthetic
+
+    data = synthetic.SyntheticVocals(wet=wet).split(split)
+    x0 = jnp.stack([jnp.asarray(data.segment(offset + i, length)) for i in range(count)])
+    return x0 * prior.sigma_data / jnp.sqrt(jnp.mean(x0**2, axis=-1, keepdims=True))
+
+
+def sweep_section() -> None:
+    """Picks RG δρ's ξ schedule and RePaint's u by measurement (the poster publishes neither).
+
+    For every ξ:ξ_end pair (ξ rising linearly over the steps; equal values: constant ξ) and
+    every u, with DC: the mean SI-SDR gain of declipping at 5 dB input SDR and the LSD of
+    bandwidth extension from 3 kHz, on held-out clips (validation split), dry and wet.
+    """
+    import dataclasses
+
+    import jax
+    import jax.numpy as jnp
+
+    from jaxrestore import degradations, metrics, sample
+
+    prior = cli.load_prior(FLAGS.checkpoint)
+    T = FLAGS.sampler_length
+    lowpass = degradations.lowpass(3000.0, SAMPLE_RATE)
+    for wet in (False, True):
+        x0 = _clips(prior, "validation", wet, FLAGS.warm_clips, T, offset=100)
+        keys = jax.random.split(jax.random.key(0), x0.shape[0])
+        c = jax.vmap(degradations.clip_threshold_for_sdr, in_axes=(0, None))(x0, 5.0)
+        clipped = jax.vmap(lambda x, c: degradations.Clip(c).apply(x))(x0, c)
+        lowpassed = jax.vmap(lowpass.apply)(x0)
+        tasks = [
+            ("declip5", clipped, degradations.Clip(c), 0, "si_sdr_gain_db"),
+            ("bwe3k", lowpassed, lowpass, None, "lsd"),
+        ]
+        for pair in FLAGS.sweep_xi:
+            xi, xi_end = (float(v) for v in pair.split(":"))
+            for cycles in FLAGS.sweep_cycles:
+                config = dataclasses.replace(
+                    sample.PRESETS["rg_drho+dc+rp"],
+                    sigma_data=prior.sigma_data,
+                    xi=xi,
+                    xi_end=xi_end,
+                    xi_schedule="constant" if xi == xi_end else "linear",
+                    repaint_cycles=int(cycles),
+                )
+                record = {
+                    "section": "sweep",
+                    "set": "wet" if wet else "dry",
+                    "xi": xi,
+                    "xi_end": xi_end,
+                    "repaint_cycles": int(cycles),
+                    "nfe": sample.nfe(config),
+                }
+                for name, y, op, axes, metric in tasks:
+                    start = time.perf_counter()
+                    x = sample.Restorer(prior.denoiser, config, operator_in_axes=axes)(y, op, keys)
+                    if metric == "lsd":
+                        value = float(jnp.mean(metrics.lsd(x, x0)))
+                        record[f"{name}_input_lsd"] = round(float(jnp.mean(metrics.lsd(y, x0))), 3)
+                    else:
+                        value = float(jnp.mean(metrics.si_sdr(x, x0) - metrics.si_sdr(y, x0)))
+                    record[f"{name}_{metric}"] = round(value, 3)
+                    record[f"{name}_seconds"] = round(time.perf_counter() - start, 1)
+                emit(record)
+
+
 def warmstart_section() -> None:
     """Declipping quality against NFE: cold presets, A-SPADE warm starts, A-SPADE alone.
 
@@ -375,21 +437,12 @@ def warmstart_section() -> None:
     import jax.numpy as jnp
 
     from jaxrestore import degradations, metrics, sample, spade
-    from jaxrestore.data import synthetic
 
     model = cli.load_prior(FLAGS.checkpoint)
     T = FLAGS.sampler_length
     points = []
     for wet in (False, True):
-        # Validation seeds (≡ 1 mod 3): training draws only seeds ≡ 0 mod 3.
-        x0 = jnp.stack(
-            [
-                jnp.asarray(synthetic.clip(3 * (50_000_000 + i) + 1, T, wet))
-                for i in range(FLAGS.warm_clips)
-            ]
-        )
-        gain = model.sigma_data / jnp.sqrt(jnp.mean(x0**2, axis=-1, keepdims=True))
-        x0 = x0 * gain
+        x0 = _clips(model, "validation", wet, FLAGS.warm_clips, T, offset=50_000_000)
         keys = jax.random.split(jax.random.key(0), x0.shape[0])
         for sdr in (5.0, 10.0):
             c = jax.vmap(degradations.clip_threshold_for_sdr, in_axes=(0, None))(x0, sdr)
@@ -496,6 +549,7 @@ def main(argv):
         "networks": networks_section,
         "warmstart": warmstart_section,
         "prior": prior_section,
+        "sweep": sweep_section,
     }
     for section in FLAGS.sections:
         if section not in sections:
