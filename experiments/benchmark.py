@@ -314,22 +314,20 @@ def sampler_section() -> None:
 def prior_section() -> None:
     """How well the prior denoises, per noise level, against the Wiener filter.
 
-    The Wiener filter of the training data's average power spectrum is the best denoiser for a
-    Gaussian with that spectrum; a prior that has learned voices (harmonics, formants,
-    onsets) must beat it. Reported per σ as the gain `10·log10(σ² / MSE)` in dB on held-out
-    clips (test seeds), dry and wet apart; the clips are scaled to RMS σ_d as the sampler
-    sees them. Cheap (one batched denoiser call per σ), so it can track a training run.
+    The Wiener filter of the training data's average power spectrum
+    (`evaluation.wiener_prior`) is the best denoiser for a Gaussian with that spectrum; a
+    prior that has learned voices (harmonics, formants, onsets) must beat it. Reported per σ
+    as the gain `10·log10(σ² / MSE)` in dB on held-out clips (test seeds), dry and wet apart;
+    the clips are scaled to RMS σ_d as the sampler sees them. Cheap (one batched denoiser call per σ), so it can track a training run.
     """
     import jax
     import jax.numpy as jnp
 
-    from jaxrestore import priors
+    from jaxrestore import evaluation
 
     prior = cli.load_prior(FLAGS.checkpoint)
     T, n = FLAGS.sampler_length, FLAGS.prior_clips
-    train = jnp.concatenate([_clips(prior, "train", wet, 32, T) for wet in (False, True)])
-    power = jnp.mean(jnp.abs(jnp.fft.rfft(train)) ** 2, axis=0) / T
-    wiener = priors.StationaryGaussian(power.astype(jnp.float32))
+    wiener = evaluation.wiener_prior(T, prior.sigma_data, SAMPLE_RATE)
     model = jax.jit(jax.vmap(prior.denoiser, in_axes=(0, None)))
     linear = jax.jit(jax.vmap(wiener.denoiser, in_axes=(0, None)))
     for wet in (False, True):

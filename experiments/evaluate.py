@@ -65,11 +65,13 @@ def eval_config(config: ml_collections.ConfigDict, data_dir: str | None, sample_
 
 
 def load_prior(name: str, num_samples: int):
-    """Returns the prior a config names: "pretrained", "gaussian" or a checkpoint path."""
+    """Returns the prior a config names: "pretrained", "gaussian", "wiener" or a checkpoint."""
     from jaxrestore import evaluation
 
     if name == "gaussian":
         return evaluation.gaussian_prior(num_samples)
+    if name == "wiener":
+        return evaluation.wiener_prior(num_samples)
     return cli.load_prior(None if name == "pretrained" else name)
 
 

@@ -22,7 +22,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         raise ValueError(f"unknown variant {arg!r}; expected none or 'smoke'")
     config = ml_collections.ConfigDict()
     # "pretrained" (the shipped model), "gaussian" (the closed-form Wiener prior of the tests,
-    # σ_d = 0.1) or a checkpoint: a training work dir or an exported .msgpack.
+    # σ_d = 0.1), "wiener" (a Gaussian with the training data's spectrum: the structure-free
+    # baseline a learned prior must beat) or a checkpoint: a work dir or an exported .msgpack.
     config.prior = "pretrained"
     config.data = "synthetic"  # or "files": the test split of each folder in data_dir
     config.data_dir = ""  # comma-separated dataset folders (NUS-48E, NHSS, MUSDB18, …)
