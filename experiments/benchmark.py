@@ -318,7 +318,8 @@ def prior_section() -> None:
     (`evaluation.wiener_prior`) is the best denoiser for a Gaussian with that spectrum; a
     prior that has learned voices (harmonics, formants, onsets) must beat it. Reported per σ
     as the gain `10·log10(σ² / MSE)` in dB on held-out clips (test seeds), dry and wet apart;
-    the clips are scaled to RMS σ_d as the sampler sees them. Cheap (one batched denoiser call per σ), so it can track a training run.
+    the clips are scaled to RMS σ_d as the sampler sees them. Cheap (one batched denoiser
+    call per σ), so it can track a training run.
     """
     import jax
     import jax.numpy as jnp

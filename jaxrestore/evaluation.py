@@ -230,7 +230,8 @@ def wiener_prior(
     clips (many notes) and short frames average out the partials of particular notes: a
     spectrum of a few notes is a comb that filters away the partials of every other note
     (with 8 clips the filter is worse than none). Its exact denoiser is the Wiener filter. A
-    learned prior is only worth its training where it beats this one. Clips must be `num_samples` long.
+    learned prior is only worth its training where it beats this one. Clips must be
+    `num_samples` long.
     """
     from jaxrestore import priors  # Only these priors need it.
     from jaxrestore.data import synthetic
