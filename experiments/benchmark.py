@@ -39,6 +39,7 @@ flags.DEFINE_integer("warm_clips", 2, "Held-out clips per set in the warmstart s
 flags.DEFINE_string("warm_plot", None, "Where the warmstart section writes its PNG.")
 flags.DEFINE_list("sweep_xi", ["0.2:0.2", "0.2:0.5", "0.2:1.0", "0.5:0.5"], "ξ:ξ_end pairs.")
 flags.DEFINE_list("sweep_cycles", ["0", "2"], "RePaint u values of the sweep section.")
+flags.DEFINE_list("sweep_sets", ["dry", "wet"], "Held-out sets of the sweep section.")
 flags.DEFINE_string("checkpoint", None, "Prior of the prior/warmstart sections; default: shipped.")
 flags.DEFINE_integer("prior_clips", 8, "Held-out clips per set in the prior section.")
 flags.DEFINE_list(
@@ -382,7 +383,7 @@ def sweep_section() -> None:
     prior = cli.load_prior(FLAGS.checkpoint)
     T = FLAGS.sampler_length
     lowpass = degradations.lowpass(3000.0, SAMPLE_RATE)
-    for wet in (False, True):
+    for wet in [name == "wet" for name in FLAGS.sweep_sets]:
         x0 = _clips(prior, "validation", wet, FLAGS.warm_clips, T, offset=100)
         keys = jax.random.split(jax.random.key(0), x0.shape[0])
         c = jax.vmap(degradations.clip_threshold_for_sdr, in_axes=(0, None))(x0, 5.0)
