@@ -3,6 +3,8 @@ r"""Speed and size figures, printed as one JSON object per line.
   python -m experiments.benchmark --sections=sampler            # sampler overhead, loop forms
   python -m experiments.benchmark --sections=networks --models=sashimi:reference,cqtdiff:reference
   python -m experiments.benchmark --params_only                 # parameter counts only
+  python -m experiments.benchmark --sections=prior              # the prior against Wiener
+  python -m experiments.benchmark --sections=sweep,warmstart    # sampler settings, warm starts
   python -m experiments.benchmark --platform=gpu ...            # the same on a GPU
 
 Timings are wall-clock medians after compilation; this machine is shared, so compare only
@@ -35,12 +37,14 @@ flags.DEFINE_string("sampler_model", "sashimi:cpu", "The small network of the sa
 flags.DEFINE_integer("sampler_length", 16384, "Clip length of the sampler section.")
 flags.DEFINE_integer("sampler_steps", 8, "Steps of the sampler section's full restores.")
 flags.DEFINE_list("sigma_starts", ["0.3", "0.1", "0.03", "0.01"], "Warm-start levels.")
-flags.DEFINE_integer("warm_clips", 2, "Held-out clips per set in the warmstart section.")
+flags.DEFINE_integer("warm_clips", 2, "Held-out clips per set (warmstart, sweep).")
 flags.DEFINE_string("warm_plot", None, "Where the warmstart section writes its PNG.")
 flags.DEFINE_list("sweep_xi", ["0.2:0.2", "0.2:0.5", "0.2:1.0", "0.5:0.5"], "ξ:ξ_end pairs.")
 flags.DEFINE_list("sweep_cycles", ["0", "2"], "RePaint u values of the sweep section.")
 flags.DEFINE_list("sweep_sets", ["dry", "wet"], "Held-out sets of the sweep section.")
-flags.DEFINE_string("checkpoint", None, "Prior of the prior/warmstart sections; default: shipped.")
+flags.DEFINE_string(
+    "checkpoint", None, "Prior of the prior/sweep/warmstart sections; default: shipped."
+)
 flags.DEFINE_integer("prior_clips", 8, "Held-out clips per set in the prior section.")
 flags.DEFINE_list(
     "sigmas", ["0.001", "0.003", "0.01", "0.03", "0.1", "0.3", "1"], "Noise levels (prior section)."
