@@ -354,9 +354,11 @@ def test_a_killed_evaluation_resumes_and_loses_nothing(tmp_path, runs):
 def test_wiener_prior_has_the_data_spectrum_and_beats_the_pink_one():
     wiener = evaluation.wiener_prior(T, sigma_data=0.2)
     # Each fitting clip has RMS σ_d, so the prior's per-sample variance is σ_d² (Parseval).
-    x = jnp.zeros(T).at[0].set(1.0)
-    impulse_response = wiener.denoiser(x, 1e-9)  # gain ≈ 1 everywhere: the identity
-    np.testing.assert_allclose(impulse_response, x, atol=1e-4)
+    # For σ ≫ the spectrum, D(δ; σ)[0] = mean_k S_k/(S_k + σ²) ≈ mean_k S_k / σ² = σ_d²/σ².
+    sigma = 1e3
+    impulse = jnp.zeros(T).at[0].set(1.0)
+    variance = float(wiener.denoiser(impulse, sigma)[0]) * sigma**2
+    assert variance == pytest.approx(0.2**2, rel=0.1), variance
     # On held-out clips it denoises better than the pink prior that knows nothing of voices.
     pink = evaluation.gaussian_prior(T, sigma_data=0.2)
     x0 = np.stack([synthetic.SyntheticVocals().split("test").segment(i, T) for i in range(8)])
