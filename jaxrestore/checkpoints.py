@@ -4,7 +4,8 @@ A checkpoint directory is managed by Orbax's `CheckpointManager`: one sub-folder
 each holding three items,
   - `state`: the training state without the EMA (step, params, optimiser state),
   - `ema_params`: the EMA of the weights (the weights to sample with),
-  - `metadata`: JSON with the model name and config, σ_d, the sample rate and the training config,
+  - `metadata`: JSON with the model name and config, σ_d (and the data's power spectrum when the
+    network was trained with spectral preconditioning), the sample rate and the training config,
 so a denoiser can be rebuilt knowing only the directory. Orbax writes a step into a
 `<step>.orbax-checkpoint-tmp-*` folder and renames it when it is complete; such a folder is never
 listed, so a run killed while saving resumes from the previous complete step.
@@ -43,6 +44,8 @@ class CheckpointInfo:
       sample_rate: sample rate of the training audio in Hz.
       step: number of training steps behind the weights.
       train_config: the training configuration as a JSON-ready dict (empty if unknown).
+      spectrum: the data's power spectrum of spectral preconditioning, at the rfft bins of a
+        frame (`edm.precondition_spectral`); None for EDM's preconditioning with σ_d.
     """
 
     model_name: str
@@ -51,6 +54,11 @@ class CheckpointInfo:
     sample_rate: int
     step: int
     train_config: dict[str, Any] = dataclasses.field(default_factory=dict)
+    spectrum: tuple[float, ...] | None = None
+
+    def denoiser(self, model: nn.Module, params: Any) -> edm.Denoiser:
+        """Returns the preconditioned denoiser of the network `model` with weights `params`."""
+        return networks.as_denoiser(model, params, self.sigma_data, self.spectrum)
 
 
 def network_module(model_name: str):
@@ -118,10 +126,14 @@ def config_to_json(config: Any) -> dict[str, Any]:
 COMPUTE_ONLY_FIELDS = frozenset({"remat"})
 
 
-def same_architecture(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    """Whether two `config_to_json` dicts describe the same parameters and function."""
+def same_architecture(model_name: str, a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two `config_to_json` dicts of one network describe the same parameters and function.
+
+    A field missing from a dict (written before the field existed) takes its default.
+    """
 
     def strip(fields):
+        fields = config_to_json(config_from_json(model_name, fields))
         return {k: v for k, v in fields.items() if k not in COMPUTE_ONLY_FIELDS}
 
     return strip(a) == strip(b)
@@ -246,6 +258,7 @@ def _info_from_metadata(metadata: dict[str, Any]) -> CheckpointInfo:
         sample_rate=int(metadata["sample_rate"]),
         step=int(metadata["step"]),
         train_config=dict(metadata.get("train_config", {})),
+        spectrum=None if metadata.get("spectrum") is None else tuple(metadata["spectrum"]),
     )
 
 
@@ -287,7 +300,7 @@ def load_denoiser(
       step: the step to load; the latest complete one when None.
     """
     model, ema_params, info = load_params(checkpoint_dir, step)
-    return networks.as_denoiser(model, ema_params, info.sigma_data), info
+    return info.denoiser(model, ema_params), info
 
 
 def _sidecar_path(path: Path) -> Path:
@@ -300,8 +313,9 @@ def export_msgpack(
 ) -> Path:
     """Writes a checkpoint's EMA weights as msgpack (pickle-free) and a JSON sidecar beside it.
 
-    The sidecar (`out_path` with suffix `.json`) holds the model name and config, σ_d, the
-    sample rate and the number of training steps: everything `load_msgpack` needs.
+    The sidecar (`out_path` with suffix `.json`) holds the model name and config, σ_d (and the
+    data's spectrum for spectral preconditioning), the sample rate and the number of training
+    steps: everything `load_msgpack` needs.
 
     Args:
       checkpoint_dir: a training workdir or its `checkpoints` folder.
@@ -341,6 +355,7 @@ def write_msgpack(
         "sample_rate": info.sample_rate,
         "step": info.step,
         "num_samples": int(num_samples),
+        "spectrum": None if info.spectrum is None else [float(v) for v in info.spectrum],
     }
     _sidecar_path(out_path).write_text(json.dumps(sidecar, indent=2) + "\n")
     return out_path
@@ -373,4 +388,4 @@ def load_msgpack_params(path: str | os.PathLike) -> tuple[nn.Module, Any, Checkp
 def load_msgpack(path: str | os.PathLike) -> tuple[edm.Denoiser, CheckpointInfo]:
     """Returns the denoiser `D(x; σ)` and info of an `export_msgpack` file."""
     model, params, info = load_msgpack_params(path)
-    return networks.as_denoiser(model, params, info.sigma_data), info
+    return info.denoiser(model, params), info

@@ -243,11 +243,7 @@ def wiener_prior(
         clips += [data.segment(i, length) for i in range(num_clips // 2)]
     x = np.stack(clips)
     x = x * sigma_data / np.sqrt(np.mean(x**2, axis=-1, keepdims=True))
-    window = np.hanning(frame + 1)[:-1]
-    starts = np.arange(0, length - frame + 1, frame // 2)
-    frames = x[:, starts[:, None] + np.arange(frame)] * window  # [clips, frames, frame]
-    # |X_k|²/Σw²: white noise of variance v gives v in every bin, the density `priors` expects.
-    welch = np.mean(np.abs(np.fft.rfft(frames, axis=-1)) ** 2, axis=(0, 1)) / np.sum(window**2)
+    welch = priors.welch_power(x, frame)
     power = np.interp(np.fft.rfftfreq(num_samples), np.fft.rfftfreq(frame), welch)
     return restoration.Prior(
         priors.StationaryGaussian(jnp.asarray(power, jnp.float32)).denoiser,

@@ -41,6 +41,24 @@ class StationaryGaussian:
         return jnp.fft.irfft(jnp.sqrt(self.power)[None] * jnp.fft.rfft(white), n=self.num_samples)
 
 
+def welch_power(clips: np.ndarray, frame: int) -> np.ndarray:
+    """Returns Welch's estimate of the power spectrum of clips [N, T] at a frame's rfft bins.
+
+    Hann frames of `frame` samples, hop frame/2, averaged over every frame of every clip;
+    scaled as `StationaryGaussian.power` (white noise of variance v gives v in every bin).
+    Returns [frame/2 + 1], float64.
+    """
+    clips = np.asarray(clips, np.float64)
+    if clips.ndim != 2 or clips.shape[-1] < frame or frame < 2 or frame % 2:
+        raise ValueError(
+            f"need clips [N, T] with T ≥ frame and an even frame ≥ 2, got {clips.shape}, {frame}"
+        )
+    window = np.hanning(frame + 1)[:-1]
+    starts = np.arange(0, clips.shape[-1] - frame + 1, frame // 2)
+    frames = clips[:, starts[:, None] + np.arange(frame)] * window  # [N, frames, frame]
+    return np.mean(np.abs(np.fft.rfft(frames, axis=-1)) ** 2, axis=(0, 1)) / np.sum(window**2)
+
+
 def white(num_samples: int, variance: float) -> StationaryGaussian:
     """Returns the white Gaussian prior of the given per-sample variance."""
     return StationaryGaussian(power=jnp.full(num_samples // 2 + 1, variance, jnp.float32))

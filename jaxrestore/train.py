@@ -1,10 +1,14 @@
 """Training the EDM denoiser (DESIGN §2): loss, optimiser, EMA, a pure train step, a resumable loop.
 
-- Loss: EDM's preconditioned denoising loss (`edm.denoising_loss`, vmapped over the batch), with
-  σ drawn as CQT-Diff does (`u ~ U(0, 1)` through the ρ-warped schedule, ρ = 10, σ ∈ [1e-6, 10])
+- Loss: EDM's preconditioned denoising loss (`edm.denoising_loss`, vmapped over the batch), or
+  its per-frequency form (`preconditioning="spectral"`: `edm.spectral_denoising_loss`, with the
+  data's power spectrum measured at the start like σ_d and kept in the checkpoint), with σ
+  drawn as CQT-Diff does (`u ~ U(0, 1)` through the ρ-warped schedule, ρ = 10, σ ∈ [1e-6, 10])
   or from EDM's log-normal.
 - Optimiser: Adam after a gradient-norm clip at 1; the learning rate ramps up linearly over
-  `warmup_steps`, then falls ×0.8 every 60k steps (CQT-Diff: lr 2e-4), counted from step 0.
+  `warmup_steps`, then falls ×0.8 every 60k steps (CQT-Diff: lr 2e-4), counted from step 0, or
+  (`lr_schedule="cosine"`, for runs of a known, short length) follows a half cosine from the
+  peak after the warm-up down to `lr_final_ratio` of it at `num_steps`.
 - EMA of the weights, kept in the train state: `ema ← β·ema + (1 − β)·θ` after each update.
   With `ema_warmup` the rate is `β_t = min(β, (1 + t)/(10 + t))` at step t, so a short run's EMA
   follows the weights instead of staying near the random initialisation (with β = 0.9999 the
@@ -41,12 +45,18 @@ from jaxrestore import checkpoints, edm
 
 DATA_SOURCES = ("synthetic", "files")
 SIGMA_DISTRIBUTIONS = ("cqtdiff", "lognormal")
+PRECONDITIONINGS = ("edm", "spectral")
 REVERB_CHOICES = ("mixed", "dry", "wet")
+LR_SCHEDULES = ("step", "cosine")
 
 _QUICK_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 
 # Seed streams: training batches and the σ_d measurement draw disjoint clips.
 _TRAIN_STREAM, _SIGMA_DATA_STREAM = 0, 1
+
+# The measured spectrum's floor relative to its mean (−80 dB): c_out ∝ √S divides the loss, and
+# a float32 FFT's round-off from the loud bands would dominate bands far quieter than this.
+_SPECTRUM_FLOOR = 1e-8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,14 +111,22 @@ class TrainConfig:
       num_steps: total number of training steps (a resumed run stops there too).
       learning_rate: peak Adam learning rate.
       warmup_steps: linear ramp-up of the learning rate (0 for none).
-      lr_decay_every: steps between learning-rate decays.
-      lr_decay_rate: factor of each decay.
+      lr_schedule: after the warm-up, "step" (×`lr_decay_rate` every `lr_decay_every` steps,
+        as CQT-Diff) or "cosine" (a half cosine to `lr_final_ratio`·lr at `num_steps`; a
+        resumed run with another `num_steps` changes its remaining schedule).
+      lr_decay_every: steps between learning-rate decays ("step").
+      lr_decay_rate: factor of each decay ("step").
+      lr_final_ratio: the cosine's last learning rate, as a fraction of the peak.
       grad_clip_norm: global gradient norm clip.
       ema_decay: β of the weights' EMA.
       ema_warmup: use `min(β, (1 + t)/(10 + t))` at step t instead of β.
       sigma_data: the data scale σ_d; None to measure it on `sigma_data_clips` clips at the start
         (it is stored in the checkpoint, so a resumed run reuses it).
       sigma_data_clips: clips for that measurement.
+      preconditioning: "edm" (c_skip, c_out, c_in from σ_d) or "spectral" (the same per
+        frequency from the data's power spectrum: `edm.precondition_spectral`).
+      spectrum_frame: frame of the spectrum's Welch estimate (its resolution) for "spectral".
+      spectrum_clips: clips for that estimate, measured at the start and kept in the checkpoint.
       sigma_distribution: training σ: "cqtdiff" (ρ-warped uniform) or "lognormal" (EDM).
       sigma_min, sigma_max, rho: the "cqtdiff" distribution's range and warp.
       p_mean, p_std: the "lognormal" distribution's `ln σ ~ N(p_mean, p_std²)`.
@@ -126,13 +144,18 @@ class TrainConfig:
     num_steps: int = 100_000
     learning_rate: float = 2e-4
     warmup_steps: int = 1000
+    lr_schedule: str = "step"
     lr_decay_every: int = 60_000
     lr_decay_rate: float = 0.8
+    lr_final_ratio: float = 0.0
     grad_clip_norm: float = 1.0
     ema_decay: float = 0.9999
     ema_warmup: bool = True
     sigma_data: float | None = None
     sigma_data_clips: int = 64
+    preconditioning: str = "edm"
+    spectrum_frame: int = 512
+    spectrum_clips: int = 256
     sigma_distribution: str = "cqtdiff"
     sigma_min: float = 1e-6
     sigma_max: float = 10.0
@@ -152,7 +175,8 @@ class TrainConfig:
         for name in ("batch_size", "num_samples", "num_steps", "lr_decay_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
-        for name in ("checkpoint_every", "keep_checkpoints", "log_every", "sigma_data_clips"):
+        names = ("checkpoint_every", "keep_checkpoints", "log_every", "sigma_data_clips")
+        for name in (*names, "spectrum_clips"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
         if self.warmup_steps < 0:
@@ -162,6 +186,24 @@ class TrainConfig:
                 f"need learning_rate > 0 and 0 < lr_decay_rate <= 1, got "
                 f"{self.learning_rate}, {self.lr_decay_rate}"
             )
+        if self.preconditioning not in PRECONDITIONINGS:
+            raise ValueError(
+                f"preconditioning must be one of {', '.join(PRECONDITIONINGS)}, "
+                f"got {self.preconditioning!r}"
+            )
+        if self.spectrum_frame < 2 or self.spectrum_frame % 2:
+            raise ValueError(f"spectrum_frame must be even and ≥ 2, got {self.spectrum_frame}")
+        if self.preconditioning == "spectral" and self.spectrum_frame > self.num_samples:
+            raise ValueError(
+                f"spectrum_frame {self.spectrum_frame} is longer than the clips "
+                f"({self.num_samples} samples)"
+            )
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(
+                f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}"
+            )
+        if not 0 <= self.lr_final_ratio <= 1:
+            raise ValueError(f"lr_final_ratio must lie in [0, 1], got {self.lr_final_ratio}")
         if not self.grad_clip_norm > 0:
             raise ValueError(f"grad_clip_norm must be positive, got {self.grad_clip_norm}")
         if not 0 <= self.ema_decay < 1:
@@ -263,15 +305,45 @@ def measure_sigma_data(source: Source, seed: int, num_clips: int, num_samples: i
     return sigma_data
 
 
+def measure_spectrum(
+    source: Source, seed: int, num_clips: int, num_samples: int, frame: int
+) -> np.ndarray:
+    """Returns the data's power spectrum at the rfft bins of `frame`, [frame/2 + 1].
+
+    Welch's estimate (`priors.welch_power`) over `num_clips` clips of the σ_d measurement's
+    stream (disjoint from the training batches), floored at `_SPECTRUM_FLOOR` times its mean.
+    """
+    from jaxrestore import priors  # Only spectral preconditioning needs it.
+
+    clips = np.stack(
+        [
+            np.asarray(source.segment(example_seed(seed, _SIGMA_DATA_STREAM, 0, i), num_samples))
+            for i in range(num_clips)
+        ]
+    )
+    power = priors.welch_power(clips, frame)
+    if not np.mean(power) > 0:
+        raise ValueError(f"the data is silent: zero power over {num_clips} clips")
+    return np.maximum(power, _SPECTRUM_FLOOR * np.mean(power))
+
+
 def learning_rate(step: jax.typing.ArrayLike, config: TrainConfig) -> jax.Array:
     """Returns the learning rate of update `step` (0-based).
 
-    `lr·min(1, (step + 1)/warmup_steps)·rate^⌊step/decay_every⌋`: the first update already gets
-    lr/warmup_steps (not 0), and the decays count from step 0 as in CQT-Diff.
+    "step": `lr·min(1, (step + 1)/warmup_steps)·rate^⌊step/decay_every⌋`: the first update
+    already gets lr/warmup_steps (not 0), and the decays count from step 0 as in CQT-Diff.
+    "cosine": the same warm-up times `r + (1 − r)·½(1 + cos(π·p))`, with `r = lr_final_ratio`
+    and p the fraction of the steps after the warm-up that are done (clamped to [0, 1]).
     """
     step = jnp.asarray(step, jnp.float32)
     warmup = jnp.minimum(1.0, (step + 1.0) / max(config.warmup_steps, 1))
-    decay = config.lr_decay_rate ** jnp.floor(step / config.lr_decay_every)
+    if config.lr_schedule == "cosine":
+        span = max(config.num_steps - config.warmup_steps, 1)
+        done = jnp.clip((step - config.warmup_steps) / span, 0.0, 1.0)
+        r = config.lr_final_ratio
+        decay = r + (1.0 - r) * 0.5 * (1.0 + jnp.cos(jnp.pi * done))
+    else:
+        decay = config.lr_decay_rate ** jnp.floor(step / config.lr_decay_every)
     return config.learning_rate * warmup * decay
 
 
@@ -339,8 +411,9 @@ def batch_loss(
     sigma: jax.Array,
     noise: jax.Array,
     sigma_data: float,
+    spectrum: jax.Array | None = None,
 ) -> jax.Array:
-    """Returns the batch mean of EDM's per-example loss.
+    """Returns the batch mean of EDM's per-example loss (spectral with a `spectrum`).
 
     Args:
       model: the raw network, `model.apply(variables, x [B, T], c_noise [B]) -> [B, T]`.
@@ -349,13 +422,18 @@ def batch_loss(
       sigma: noise levels, [B].
       noise: unit Gaussian noise, [B, T].
       sigma_data: the data scale σ_d.
+      spectrum: the data's power spectrum [F] for spectral preconditioning, else None.
     """
 
     def network(x: jax.Array, c_noise: jax.Array) -> jax.Array:  # one clip: [T], scalar
         return model.apply({"params": params}, x[None], c_noise[None])[0]
 
-    per_example = jax.vmap(edm.denoising_loss, in_axes=(None, 0, 0, 0, None))(
-        network, x0, sigma, noise, sigma_data
+    if spectrum is None:
+        loss, scale = edm.denoising_loss, sigma_data
+    else:
+        loss, scale = edm.spectral_denoising_loss, spectrum
+    per_example = jax.vmap(loss, in_axes=(None, 0, 0, 0, None))(
+        network, x0, sigma, noise, scale
     )  # [B]
     return jnp.mean(per_example)
 
@@ -365,6 +443,7 @@ def make_train_step(
     optimizer: optax.GradientTransformation,
     config: TrainConfig,
     sigma_data: float,
+    spectrum: jax.Array | None = None,
 ) -> Callable[[TrainState, jax.Array, jax.Array], tuple[TrainState, dict[str, jax.Array]]]:
     """Returns the jitted `train_step(state, batch, key) -> (state, metrics)` (state donated).
 
@@ -380,7 +459,7 @@ def make_train_step(
         sigma = sample_sigma(sigma_key, batch.shape[0], config)  # [B]
         noise = jax.random.normal(noise_key, batch.shape, batch.dtype)  # [B, T]
         loss, grads = jax.value_and_grad(
-            lambda params: batch_loss(model, params, batch, sigma, noise, sigma_data)
+            lambda params: batch_loss(model, params, batch, sigma, noise, sigma_data, spectrum)
         )(state.params)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
@@ -486,6 +565,16 @@ def train(
                     source, config.seed, config.sigma_data_clips, config.num_samples
                 )
                 logging.info("measured σ_d = %.5f on %d clips", sigma_data, config.sigma_data_clips)
+            spectrum = None
+            if config.preconditioning == "spectral":
+                spectrum = measure_spectrum(
+                    source,
+                    config.seed,
+                    config.spectrum_clips,
+                    config.num_samples,
+                    config.spectrum_frame,
+                ).tolist()
+                logging.info("measured the data's spectrum on %d clips", config.spectrum_clips)
             init = jax.jit(
                 lambda key: init_state(model, optimizer, key, config.num_samples),
                 out_shardings=state_sharding,
@@ -496,11 +585,18 @@ def train(
         else:
             saved = checkpoints.read_metadata(manager, latest)
             if saved["model_name"] != config.model_name or not checkpoints.same_architecture(
-                saved["model_config"], checkpoints.config_to_json(config.model)
+                config.model_name, saved["model_config"], checkpoints.config_to_json(config.model)
             ):
                 raise WorkdirError(
                     f"the checkpoint in {workdir} is of another model "
                     f"({saved['model_name']} {saved['model_config']}); use a fresh workdir"
+                )
+            spectrum = saved.get("spectrum")
+            if (spectrum is not None) != (config.preconditioning == "spectral"):
+                raise WorkdirError(
+                    f"the checkpoint in {workdir} was trained with "
+                    f"{'spectral' if spectrum is not None else 'edm'} preconditioning, the config "
+                    f"asks for {config.preconditioning}; use a fresh workdir"
                 )
             sigma_data = float(saved["sigma_data"])  # keep the σ_d the run started with
             if config.sigma_data is not None and config.sigma_data != sigma_data:
@@ -527,10 +623,17 @@ def train(
             "sigma_data": sigma_data,
             "sample_rate": config.data.sample_rate,
             "train_config": config.to_json(),
+            "spectrum": spectrum,
         }
         start = int(state.step)
         log = MetricsLog(workdir / "metrics.jsonl", resume_step=start)
-        train_step = make_train_step(model, optimizer, config, sigma_data)
+        train_step = make_train_step(
+            model,
+            optimizer,
+            config,
+            sigma_data,
+            None if spectrum is None else jnp.asarray(spectrum, jnp.float32),
+        )
         pending: list[tuple[int, dict[str, jax.Array]]] = []
         tick, tick_step = time.perf_counter(), start
 

@@ -1,5 +1,6 @@
 """Tests for the SaShiMi-Diff network."""
 
+import dataclasses
 import math
 
 import jax
@@ -128,6 +129,36 @@ def test_unet_wiring_matches_the_reference_loop(params):
     h = h * params["output_norm"]["scale"][None, None] + params["output_norm"]["bias"][None, None]
     h = jax.nn.relu(dense(params["output_hidden"], h))
     np.testing.assert_allclose(dense(params["output"], h)[..., 0], expected_output, atol=1e-4)
+
+
+def test_film_scales_and_shifts_every_channel_by_the_noise_level():
+    film = sashimi.FiLM()
+    y = jax.random.normal(jax.random.key(4), (2, 8, 3))  # [B, L, H]
+    embedding = jax.random.normal(jax.random.key(5), (2, 5))  # [B, E]
+    variables = film.init(jax.random.key(6), y, embedding)
+    # Zero-initialised: the identity, whatever the noise level.
+    np.testing.assert_array_equal(film.apply(variables, y, embedding), y)
+    kernel = jax.random.normal(jax.random.key(7), (5, 6))
+    bias = jnp.arange(6.0)
+    got = film.apply({"params": {"film": {"kernel": kernel, "bias": bias}}}, y, embedding)
+    scale, shift = np.split(np.asarray(embedding) @ np.asarray(kernel) + np.arange(6.0), 2, -1)
+    np.testing.assert_allclose(got, y * (1 + scale[:, None]) + shift[:, None], rtol=1e-5)
+
+
+def test_film_network_starts_at_c_skip_and_learns_a_gain_per_noise_level():
+    config = dataclasses.replace(TINY, film=True)
+    model = sashimi.SaShiMi(config)
+    x = jax.random.normal(jax.random.key(8), (2, 64))
+    params = model.init(jax.random.key(9), x, jnp.zeros(2))["params"]
+    assert {"film_s4", "film_ff"} <= set(params["down0"]["block"]) and "output_film" in params
+    assert "embed" not in params["down0"]["block"]  # FiLM replaces the additive bias
+    np.testing.assert_array_equal(model.apply({"params": params}, x, jnp.zeros(2)), 0.0)
+    # With the output layer and the output FiLM trained, the noise level scales the output.
+    params = dict(params, output=jax.tree.map(lambda leaf: leaf + 1.0, params["output"]))
+    film = params["output_film"]["film"]
+    params["output_film"] = {"film": dict(film, kernel=film["kernel"] + 0.1)}
+    y = model.apply({"params": params}, jnp.stack([x[0], x[0]]), jnp.array([-2.0, 0.5]))
+    assert not np.allclose(y[0], y[1], rtol=1e-2)
 
 
 def test_fourier_features_are_cos_and_sin():

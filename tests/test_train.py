@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
+import pytest
 
 from jaxrestore import checkpoints, edm, train
 from jaxrestore.data import synthetic
@@ -51,6 +52,15 @@ def test_learning_rate_and_ema_rate_follow_their_formulas():
     # lr·min(1, (t+1)/10)·0.8^⌊t/100⌋, by hand.
     expected = 1e-3 * np.array([0.1, 0.5, 1.0, 1.0, 1.0, 0.8, 0.64])
     np.testing.assert_allclose(train.learning_rate(steps, config), expected, rtol=1e-6)
+    # Cosine: the warm-up, then lr·(r + (1 − r)·½(1 + cos(π·(t − 10)/90))), r = 0.1, by hand.
+    cosine = _config(
+        learning_rate=1e-3, warmup_steps=10, lr_schedule="cosine", lr_final_ratio=0.1, num_steps=100
+    )
+    steps = np.array([0, 9, 10, 55, 100, 150])
+    expected = 1e-3 * np.array([0.1, 1.0, 1.0, 0.55, 0.1, 0.1])
+    np.testing.assert_allclose(train.learning_rate(steps, cosine), expected, rtol=1e-5)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        _config(lr_schedule="linear")
     # β_t = min(0.9999, (1+t)/(10+t)): 0.1 at t = 0, 0.91 at t = 90, capped from t = 89,991.
     rates = train.ema_rate(np.array([0, 90, 89_991, 10**6]), config)
     np.testing.assert_allclose(rates, [0.1, 0.91, 0.9999, 0.9999], rtol=1e-6)
@@ -358,3 +368,56 @@ def test_killed_run_resumes_where_it_stopped(tmp_path):
     assert len(errors) == 1 and "is of another model" in errors[0], other.stderr[-3000:]
     assert "Traceback" not in other.stderr
     assert _complete_steps(checkpoint_dir)[-1] == num_steps
+
+
+def test_a_config_saved_before_a_field_existed_is_the_same_architecture():
+    current = checkpoints.config_to_json(sashimi.CONFIGS["tiny"])
+    older = {k: v for k, v in current.items() if k != "film"}  # written before FiLM existed
+    assert checkpoints.same_architecture("sashimi", older, current)
+    assert checkpoints.same_architecture("sashimi", current, dict(current, remat=False))
+    assert not checkpoints.same_architecture("sashimi", older, dict(current, film=True))
+
+
+def test_spectral_run_keeps_its_spectrum_through_checkpoint_and_export(tmp_path):
+    config = train.TrainConfig(
+        model_name="sashimi",
+        model=dataclasses.replace(sashimi.CONFIGS["tiny"], film=True),
+        batch_size=2,
+        num_samples=1024,
+        num_steps=2,
+        warmup_steps=1,
+        preconditioning="spectral",
+        spectrum_frame=256,
+        spectrum_clips=4,
+        sigma_data_clips=4,
+        checkpoint_every=2,
+    )
+    source = synthetic.SyntheticVocals(wet=None)
+    state = train.train(config, tmp_path / "run", source)
+    spectrum = train.measure_spectrum(source, config.seed, 4, 1024, 256)
+    assert spectrum.shape == (129,) and np.all(spectrum > 0)
+
+    denoiser, info = checkpoints.load_denoiser(tmp_path / "run")
+    assert info.spectrum == tuple(spectrum.tolist()) and info.step == 2
+    model = sashimi.SaShiMi(config.model)
+
+    def network(u, c_noise):
+        return model.apply({"params": state.ema_params}, u[None], c_noise[None])[0]
+
+    x = jnp.asarray(source.segment(5, 1024))
+    want = edm.precondition_spectral(network, jnp.asarray(spectrum, jnp.float32))(x, 0.05)
+    np.testing.assert_allclose(denoiser(x, 0.05), want, rtol=1e-5, atol=1e-7)
+
+    out = checkpoints.export_msgpack(tmp_path / "run", tmp_path / "ship" / "spectral.msgpack")
+    assert json.loads(out.with_suffix(".json").read_text())["spectrum"] == spectrum.tolist()
+    shipped, shipped_info = checkpoints.load_msgpack(out)
+    assert shipped_info.spectrum == info.spectrum
+    np.testing.assert_allclose(shipped(x, 0.05), want, rtol=1e-5, atol=1e-7)
+
+    # The run cannot resume as an EDM-preconditioned one.
+    with pytest.raises(train.WorkdirError, match="spectral preconditioning"):
+        train.train(
+            dataclasses.replace(config, preconditioning="edm", num_steps=3),
+            tmp_path / "run",
+            source,
+        )

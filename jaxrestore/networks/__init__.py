@@ -10,14 +10,23 @@ from typing import Any
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from jaxrestore import edm
 
 
-def as_denoiser(model: nn.Module, params: Any, sigma_data: float) -> edm.Denoiser:
-    """Returns `D(x; σ)` for one clip `x` of shape [T], from a model and its parameters."""
+def as_denoiser(
+    model: nn.Module, params: Any, sigma_data: float, spectrum: Any = None
+) -> edm.Denoiser:
+    """Returns `D(x; σ)` for one clip `x` of shape [T], from a model and its parameters.
+
+    With a `spectrum` (the data's power spectrum, [F]) the network was trained with spectral
+    preconditioning (`edm.precondition_spectral`); without, with EDM's (σ_d).
+    """
 
     def network(x: jax.Array, c_noise: jax.Array) -> jax.Array:
         return model.apply({"params": params}, x[None], c_noise[None])[0]
 
+    if spectrum is not None:
+        return edm.precondition_spectral(network, jnp.asarray(spectrum, jnp.float32))
     return edm.precondition(network, sigma_data)
