@@ -5,7 +5,7 @@ each holding three items,
   - `state`: the training state without the EMA (step, params, optimiser state),
   - `ema_params`: the EMA of the weights (the weights to sample with),
   - `metadata`: JSON with the model name and config, σ_d (and the data's power spectrum when the
-    network was trained with spectral preconditioning), the sample rate and the training config,
+    network was trained with the Wiener skip), the sample rate and the training config,
 so a denoiser can be rebuilt knowing only the directory. Orbax writes a step into a
 `<step>.orbax-checkpoint-tmp-*` folder and renames it when it is complete; such a folder is never
 listed, so a run killed while saving resumes from the previous complete step.
@@ -44,8 +44,8 @@ class CheckpointInfo:
       sample_rate: sample rate of the training audio in Hz.
       step: number of training steps behind the weights.
       train_config: the training configuration as a JSON-ready dict (empty if unknown).
-      spectrum: the data's power spectrum of spectral preconditioning, at the rfft bins of a
-        frame (`edm.precondition_spectral`); None for EDM's preconditioning with σ_d.
+      spectrum: the data's power spectrum at the rfft bins of a frame, when the network was
+        trained with the Wiener skip (`edm.precondition_wiener`); None for EDM's c_skip.
     """
 
     model_name: str
@@ -314,7 +314,7 @@ def export_msgpack(
     """Writes a checkpoint's EMA weights as msgpack (pickle-free) and a JSON sidecar beside it.
 
     The sidecar (`out_path` with suffix `.json`) holds the model name and config, σ_d (and the
-    data's spectrum for spectral preconditioning), the sample rate and the number of training
+    data's spectrum for the Wiener skip), the sample rate and the number of training
     steps: everything `load_msgpack` needs.
 
     Args:

@@ -111,29 +111,19 @@ def denoising_loss(
 
 
 # ---------------------------------------------------------------------------------------------
-# Spectral preconditioning: EDM's derivation with σ_d² replaced by the data's power spectrum.
+# The Wiener skip: EDM's c_skip derived per frequency from the data's power spectrum.
 #
-# Karras et al. choose c_in, c_skip and c_out (their Appendix B.6) for data of variance σ_d²:
-# unit-variance input, the skip that minimises the target's variance, a unit-variance target.
-# Made per frequency for data with power spectrum S(f) (white data, S ≡ σ_d², gives EDM back):
-#   c_in(f) = 1/√(S + σ²),   c_skip(f) = S/(S + σ²),   c_out(f) = σ·√S/√(S + σ²),
-# each applied as a zero-phase filter. The skip alone is then the Wiener filter of the data's
-# spectrum: an untrained network is already the best structure-free denoiser, and the network
-# learns only what a stationary Gaussian cannot know. It also sees noise whitened to unit
-# level in bands where the data is silent: EDM's network must amplify it by σ_d/σ there to
-# remove it (~2,000 at σ = 1e-4), which a small network learns slowly.
-
-
-def spectral_preconditioning(
-    sigma: ArrayLike, power: jax.Array
-) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Returns `(c_skip, c_out, c_in)` per frequency for a data power spectrum `power` [F]."""
-    sigma = jnp.asarray(sigma, jnp.float32)
-    total = power + sigma**2
-    c_skip = power / total
-    c_out = sigma * jnp.sqrt(power / total)
-    c_in = jax.lax.rsqrt(total)
-    return c_skip, c_out, c_in
+# Karras et al. choose c_skip (their Appendix B.6) to minimise the variance of the network's
+# target, for data of variance σ_d²: c_skip = σ_d²/(σ² + σ_d²). Derived per frequency for data
+# with power spectrum S(f) (white data, S ≡ σ_d², gives EDM's back), it is the Wiener filter
+#   c_skip(f) = S(f)/(S(f) + σ²),
+# applied as a zero-phase filter; c_in and c_out stay EDM's scalars of σ_d. An untrained network
+# (F = 0) is then already the best structure-free denoiser, and F learns only what a stationary
+# Gaussian cannot know: harmonics, notes, rests. Above all it no longer has to remove the noise
+# in bands where the data is silent, which EDM's F must do with a gain of σ_d/σ (~2,000 at
+# σ = 1e-4) that a small network learns slowly. (c_out per frequency as well, `σ√S/√(S + σ²)`,
+# would weight the loss by 1/S: rare bursts in bands that are quiet on average, a breath at
+# 10 kHz, then dominate the loss by orders of magnitude.)
 
 
 def _spectral_frame(spectrum: jax.Array) -> int:
@@ -142,70 +132,62 @@ def _spectral_frame(spectrum: jax.Array) -> int:
 
 
 def _filter_length(num_samples: int, spectrum: jax.Array) -> int:
-    """Returns the FFT length of the zero-phase filters: the clip plus one frame of zeros.
+    """Returns the FFT length of the zero-phase filter: the clip plus one frame of zeros.
 
-    The filters' impulse responses are about a frame long (their responses are interpolated
-    from a spectrum at the frame's bins), so a frame of zero padding keeps them from wrapping
-    around: the filters act as linear convolutions of the clip.
+    The filter's impulse response is about a frame long (its response is interpolated from a
+    spectrum at the frame's bins), so a frame of zero padding keeps it from wrapping around:
+    the filter acts as a linear convolution of the clip.
     """
     return scipy.fft.next_fast_len(num_samples + _spectral_frame(spectrum), real=True)
 
 
-def _power_at_bins(spectrum: jax.Array, n: int) -> jax.Array:
-    """Interpolates a spectrum given at the bins of its frame to the rfft bins of length n."""
-    frame = _spectral_frame(spectrum)
-    return jnp.interp(jnp.fft.rfftfreq(n), jnp.fft.rfftfreq(frame), spectrum)
-
-
-def precondition_spectral(network: RawNetwork, spectrum: jax.Array) -> Denoiser:
-    """Wraps a raw network into `D(x; σ) = c_skip∗x + c_out∗F(c_in∗x, c_noise)`, per frequency.
+def wiener_skip(x: jax.Array, sigma: ArrayLike, spectrum: jax.Array) -> jax.Array:
+    """Returns `c_skip∗x`, the Wiener filter `S/(S + σ²)` of a spectrum applied to a clip [T].
 
     Args:
-      network: the raw network `F(x, c_noise)` on one clip [T].
+      x: one clip, [T].
+      sigma: scalar noise level.
       spectrum: the data's power spectrum S at the rfft bins of a frame of 2(F − 1) samples,
         [F], in the convention of `priors.StationaryGaussian` (white noise of variance v has
-        S ≡ v); strictly positive.
+        S ≡ v).
+    """
+    T = x.shape[-1]
+    n = _filter_length(T, spectrum)
+    power = jnp.interp(
+        jnp.fft.rfftfreq(n), jnp.fft.rfftfreq(_spectral_frame(spectrum)), spectrum
+    )  # [n/2 + 1]
+    c_skip = power / (power + jnp.asarray(sigma, jnp.float32) ** 2)
+    return jnp.fft.irfft(c_skip * jnp.fft.rfft(x, n=n), n=n)[:T]
+
+
+def precondition_wiener(network: RawNetwork, sigma_data: float, spectrum: jax.Array) -> Denoiser:
+    """Wraps a raw network into `D(x; σ) = c_skip∗x + c_out·F(c_in·x, c_noise)`, Wiener skip.
+
+    `c_out`, `c_in` and `c_noise` are EDM's (`preconditioning`); `c_skip∗` is `wiener_skip`.
     """
     spectrum = jnp.asarray(spectrum, jnp.float32)
 
     def denoiser(x: jax.Array, sigma: ArrayLike) -> jax.Array:
-        T = x.shape[-1]
-        n = _filter_length(T, spectrum)
-        c_skip, c_out, c_in = spectral_preconditioning(sigma, _power_at_bins(spectrum, n))
-        X = jnp.fft.rfft(x, n=n)
-        skip = jnp.fft.irfft(c_skip * X, n=n)[:T]
-        F = network(jnp.fft.irfft(c_in * X, n=n)[:T], 0.25 * jnp.log(sigma))
-        return skip + jnp.fft.irfft(c_out * jnp.fft.rfft(F, n=n), n=n)[:T]
+        _, c_out, c_in, c_noise = preconditioning(sigma, sigma_data)
+        return wiener_skip(x, sigma, spectrum) + c_out * network(c_in * x, c_noise)
 
     return denoiser
 
 
-def spectral_denoising_loss(
+def wiener_denoising_loss(
     network: RawNetwork,
     x0: jax.Array,
     sigma: ArrayLike,
     noise: jax.Array,
+    sigma_data: float,
     spectrum: jax.Array,
 ) -> jax.Array:
-    """Returns the spectral analogue of EDM's loss: the denoiser's error weighted by 1/c_out².
+    """Returns EDM's loss `‖D − x0‖²/c_out²` (mean) for the Wiener-skip denoiser.
 
-    EDM's `λ(σ)‖D − x0‖²` with `λ = 1/c_out²` is `‖F − target‖²`; per frequency the weight is
-    `1/c_out(f)²`, applied to the error's spectrum (Parseval, on the zero-padded error). With a
-    white spectrum it equals `denoising_loss` exactly.
-
-    Args:
-      network: the raw network `F(x, c_noise)`.
-      x0: clean signal, [T].
-      sigma: scalar noise level.
-      noise: unit Gaussian noise, [T].
-      spectrum: the data's power spectrum, as in `precondition_spectral`.
+    Equal to `‖F − (x0 − c_skip∗x_σ)/c_out‖²`; with a white spectrum S ≡ σ_d² it is
+    `denoising_loss`.
     """
-    T = x0.shape[-1]
-    n = _filter_length(T, spectrum)
-    error = precondition_spectral(network, spectrum)(x0 + sigma * noise, sigma) - x0
-    c_out = spectral_preconditioning(sigma, _power_at_bins(jnp.asarray(spectrum), n))[1]
-    weighted = jnp.abs(jnp.fft.rfft(error, n=n) / c_out) ** 2
-    # Σ_t e_t² = (1/n)·Σ over the full DFT: the rfft's interior bins count twice.
-    counts = jnp.full(n // 2 + 1, 2.0).at[0].set(1.0)
-    counts = counts.at[-1].set(1.0 if n % 2 == 0 else 2.0)
-    return jnp.sum(counts * weighted) / (n * T)
+    c_out = preconditioning(sigma, sigma_data)[1]
+    x_sigma = x0 + sigma * noise
+    error = precondition_wiener(network, sigma_data, spectrum)(x_sigma, sigma) - x0
+    return jnp.mean(error**2) / c_out**2

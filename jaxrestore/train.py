@@ -1,8 +1,8 @@
 """Training the EDM denoiser (DESIGN §2): loss, optimiser, EMA, a pure train step, a resumable loop.
 
 - Loss: EDM's preconditioned denoising loss (`edm.denoising_loss`, vmapped over the batch), or
-  its per-frequency form (`preconditioning="spectral"`: `edm.spectral_denoising_loss`, with the
-  data's power spectrum measured at the start like σ_d and kept in the checkpoint), with σ
+  the same with the Wiener skip (`preconditioning="wiener"`: `edm.wiener_denoising_loss`, with
+  the data's power spectrum measured at the start like σ_d and kept in the checkpoint), with σ
   drawn as CQT-Diff does (`u ~ U(0, 1)` through the ρ-warped schedule, ρ = 10, σ ∈ [1e-6, 10])
   or from EDM's log-normal.
 - Optimiser: Adam after a gradient-norm clip at 1; the learning rate ramps up linearly over
@@ -25,6 +25,7 @@
 
 import concurrent.futures
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -45,7 +46,7 @@ from jaxrestore import checkpoints, edm
 
 DATA_SOURCES = ("synthetic", "files")
 SIGMA_DISTRIBUTIONS = ("cqtdiff", "lognormal")
-PRECONDITIONINGS = ("edm", "spectral")
+PRECONDITIONINGS = ("edm", "wiener")
 REVERB_CHOICES = ("mixed", "dry", "wet")
 LR_SCHEDULES = ("step", "cosine")
 
@@ -54,8 +55,8 @@ _QUICK_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensi
 # Seed streams: training batches and the σ_d measurement draw disjoint clips.
 _TRAIN_STREAM, _SIGMA_DATA_STREAM = 0, 1
 
-# The measured spectrum's floor relative to its mean (−80 dB): c_out ∝ √S divides the loss, and
-# a float32 FFT's round-off from the loud bands would dominate bands far quieter than this.
+# The measured spectrum's floor relative to its mean (−80 dB): a float32 FFT's round-off from
+# the loud bands swamps bands far quieter than this anyway.
 _SPECTRUM_FLOOR = 1e-8
 
 
@@ -123,9 +124,9 @@ class TrainConfig:
       sigma_data: the data scale σ_d; None to measure it on `sigma_data_clips` clips at the start
         (it is stored in the checkpoint, so a resumed run reuses it).
       sigma_data_clips: clips for that measurement.
-      preconditioning: "edm" (c_skip, c_out, c_in from σ_d) or "spectral" (the same per
-        frequency from the data's power spectrum: `edm.precondition_spectral`).
-      spectrum_frame: frame of the spectrum's Welch estimate (its resolution) for "spectral".
+      preconditioning: "edm" (c_skip, c_out, c_in from σ_d) or "wiener" (c_skip the Wiener
+        filter of the data's power spectrum: `edm.precondition_wiener`).
+      spectrum_frame: frame of the spectrum's Welch estimate (its resolution) for "wiener".
       spectrum_clips: clips for that estimate, measured at the start and kept in the checkpoint.
       sigma_distribution: training σ: "cqtdiff" (ρ-warped uniform) or "lognormal" (EDM).
       sigma_min, sigma_max, rho: the "cqtdiff" distribution's range and warp.
@@ -193,7 +194,7 @@ class TrainConfig:
             )
         if self.spectrum_frame < 2 or self.spectrum_frame % 2:
             raise ValueError(f"spectrum_frame must be even and ≥ 2, got {self.spectrum_frame}")
-        if self.preconditioning == "spectral" and self.spectrum_frame > self.num_samples:
+        if self.preconditioning == "wiener" and self.spectrum_frame > self.num_samples:
             raise ValueError(
                 f"spectrum_frame {self.spectrum_frame} is longer than the clips "
                 f"({self.num_samples} samples)"
@@ -313,7 +314,7 @@ def measure_spectrum(
     Welch's estimate (`priors.welch_power`) over `num_clips` clips of the σ_d measurement's
     stream (disjoint from the training batches), floored at `_SPECTRUM_FLOOR` times its mean.
     """
-    from jaxrestore import priors  # Only spectral preconditioning needs it.
+    from jaxrestore import priors  # Only the Wiener skip needs it.
 
     clips = np.stack(
         [
@@ -413,7 +414,7 @@ def batch_loss(
     sigma_data: float,
     spectrum: jax.Array | None = None,
 ) -> jax.Array:
-    """Returns the batch mean of EDM's per-example loss (spectral with a `spectrum`).
+    """Returns the batch mean of EDM's per-example loss (with the Wiener skip given a `spectrum`).
 
     Args:
       model: the raw network, `model.apply(variables, x [B, T], c_noise [B]) -> [B, T]`.
@@ -422,18 +423,18 @@ def batch_loss(
       sigma: noise levels, [B].
       noise: unit Gaussian noise, [B, T].
       sigma_data: the data scale σ_d.
-      spectrum: the data's power spectrum [F] for spectral preconditioning, else None.
+      spectrum: the data's power spectrum [F] for the Wiener skip, else None.
     """
 
     def network(x: jax.Array, c_noise: jax.Array) -> jax.Array:  # one clip: [T], scalar
         return model.apply({"params": params}, x[None], c_noise[None])[0]
 
     if spectrum is None:
-        loss, scale = edm.denoising_loss, sigma_data
+        loss = edm.denoising_loss
     else:
-        loss, scale = edm.spectral_denoising_loss, spectrum
+        loss = functools.partial(edm.wiener_denoising_loss, spectrum=spectrum)
     per_example = jax.vmap(loss, in_axes=(None, 0, 0, 0, None))(
-        network, x0, sigma, noise, scale
+        network, x0, sigma, noise, sigma_data
     )  # [B]
     return jnp.mean(per_example)
 
@@ -566,7 +567,7 @@ def train(
                 )
                 logging.info("measured σ_d = %.5f on %d clips", sigma_data, config.sigma_data_clips)
             spectrum = None
-            if config.preconditioning == "spectral":
+            if config.preconditioning == "wiener":
                 spectrum = measure_spectrum(
                     source,
                     config.seed,
@@ -592,10 +593,10 @@ def train(
                     f"({saved['model_name']} {saved['model_config']}); use a fresh workdir"
                 )
             spectrum = saved.get("spectrum")
-            if (spectrum is not None) != (config.preconditioning == "spectral"):
+            if (spectrum is not None) != (config.preconditioning == "wiener"):
                 raise WorkdirError(
                     f"the checkpoint in {workdir} was trained with "
-                    f"{'spectral' if spectrum is not None else 'edm'} preconditioning, the config "
+                    f"{'wiener' if spectrum is not None else 'edm'} preconditioning, the config "
                     f"asks for {config.preconditioning}; use a fresh workdir"
                 )
             sigma_data = float(saved["sigma_data"])  # keep the σ_d the run started with

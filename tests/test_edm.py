@@ -132,7 +132,7 @@ def test_loss_of_the_exact_network_is_the_posterior_variance(prior_std, sigma):
     assert float(loss) == pytest.approx(r2 / c_out2, rel=0.04)
 
 
-# --- Spectral preconditioning ---------------------------------------------------------------
+# --- The Wiener skip ------------------------------------------------------------------------
 
 
 def _toy_network(u, c_noise):
@@ -140,60 +140,57 @@ def _toy_network(u, c_noise):
 
 
 @pytest.mark.parametrize("sigma", [1e-4, 0.01, 0.5, 5.0])
-def test_spectral_preconditioning_with_a_white_spectrum_is_edm(sigma):
+def test_wiener_skip_of_a_white_spectrum_is_edm(sigma):
     flat = jnp.full(257, SIGMA_DATA**2)  # white data of variance σ_d², on a 512-sample frame
     keys = jax.random.split(jax.random.key(5))
     x0 = SIGMA_DATA * jax.random.normal(keys[0], (2048,))
     noise = jax.random.normal(keys[1], (2048,))
     x = x0 + sigma * noise
-    spectral = edm.precondition_spectral(_toy_network, flat)(x, sigma)
+    wiener = edm.precondition_wiener(_toy_network, SIGMA_DATA, flat)(x, sigma)
     plain = edm.precondition(_toy_network, SIGMA_DATA)(x, sigma)
-    np.testing.assert_allclose(spectral, plain, atol=1e-6 * SIGMA_DATA)
-    loss = edm.spectral_denoising_loss(_toy_network, x0, sigma, noise, flat)
+    np.testing.assert_allclose(wiener, plain, atol=1e-6 * SIGMA_DATA)
+    loss = edm.wiener_denoising_loss(_toy_network, x0, sigma, noise, SIGMA_DATA, flat)
     expected = edm.denoising_loss(_toy_network, x0, sigma, noise, SIGMA_DATA)
     assert float(loss) == pytest.approx(float(expected), rel=1e-4)
 
 
-def test_spectral_coefficients_match_the_formulas():
-    power = np.array([1e-6, 0.01, 1.0])
-    for sigma in (1e-3, 0.3):
-        c_skip, c_out, c_in = (np.asarray(c) for c in edm.spectral_preconditioning(sigma, power))
-        np.testing.assert_allclose(c_skip, power / (power + sigma**2), rtol=1e-5)
-        np.testing.assert_allclose(c_out, sigma * np.sqrt(power / (power + sigma**2)), rtol=1e-5)
-        np.testing.assert_allclose(c_in, 1 / np.sqrt(power + sigma**2), rtol=1e-5)
+def _pink_on_a_frame(num_samples: int, frame: int):
+    """A pink prior on clips, and its spectrum sampled at a frame's bins and back."""
+    prior = priors.pink(num_samples, SIGMA_DATA**2, corner=0.005, slope=2.0)
+    spectrum = jnp.interp(jnp.fft.rfftfreq(frame), jnp.fft.rfftfreq(num_samples), prior.power)
+    on_clip = jnp.interp(jnp.fft.rfftfreq(num_samples), jnp.fft.rfftfreq(frame), spectrum)
+    return priors.StationaryGaussian(on_clip), spectrum
 
 
-def test_untrained_spectral_denoiser_is_the_wiener_filter_of_its_spectrum():
+def test_untrained_wiener_skip_denoiser_is_the_wiener_filter_of_its_spectrum():
     # F ≡ 0 leaves c_skip∗x: the exact denoiser of the stationary Gaussian with that spectrum,
     # applied as a linear (not circular) convolution, so compare away from the clip's ends.
     T, frame, sigma = 4096, 512, 0.1
-    prior = priors.pink(T, SIGMA_DATA**2)
-    spectrum = jnp.interp(jnp.fft.rfftfreq(frame), jnp.fft.rfftfreq(T), prior.power)
-    on_clip = jnp.interp(jnp.fft.rfftfreq(T), jnp.fft.rfftfreq(frame), spectrum)
+    prior, spectrum = _pink_on_a_frame(T, frame)
     x = prior.sample(jax.random.key(6), 1)[0] + sigma * jax.random.normal(jax.random.key(7), (T,))
-    zero = edm.precondition_spectral(lambda u, c: jnp.zeros_like(u), spectrum)
-    wiener = priors.StationaryGaussian(on_clip).denoiser(x, sigma)
-    interior = slice(frame, T - frame)
-    error = jnp.abs(zero(x, sigma) - wiener)[interior]
-    assert float(jnp.max(error)) < 1e-4 * float(jnp.std(wiener))
+    zero = edm.precondition_wiener(lambda u, c: jnp.zeros_like(u), SIGMA_DATA, spectrum)
+    exact = prior.denoiser(x, sigma)
+    error = jnp.abs(zero(x, sigma) - exact)[frame : T - frame]
+    assert float(jnp.max(error)) < 1e-3 * float(jnp.std(exact))
 
 
-def test_spectral_loss_of_the_exact_network_is_one_per_frequency():
-    # Data drawn from the Gaussian of the spectrum: the network that outputs the exact
-    # posterior mean has a white, unit-variance target error, so E[loss] = 1 at every σ.
+def test_wiener_skip_loss_of_the_exact_network_is_the_posterior_variance():
+    # For data from the spectrum's Gaussian, F = 0 is the exact posterior mean: E[loss] is the
+    # posterior variance (mean over the DFT of Sσ²/(S + σ²)) over c_out².
     T, frame = 32768, 512
-    prior = priors.pink(T, SIGMA_DATA**2, corner=0.005, slope=2.0)
-    spectrum = jnp.interp(jnp.fft.rfftfreq(frame), jnp.fft.rfftfreq(T), prior.power)
-    on_clip = priors.StationaryGaussian(
-        jnp.interp(jnp.fft.rfftfreq(T), jnp.fft.rfftfreq(frame), spectrum)
-    )
-    x0 = on_clip.sample(jax.random.key(8), 1)[0]
+    prior, spectrum = _pink_on_a_frame(T, frame)
+    x0 = prior.sample(jax.random.key(8), 1)[0]
     noise = jax.random.normal(jax.random.key(9), (T,))
-    zero = lambda u, c: jnp.zeros_like(u)  # noqa: E731 (the Wiener skip is the exact mean)
+    zero = lambda u, c: jnp.zeros_like(u)  # noqa: E731
+    S = np.asarray(prior.power, np.float64)
+    counts = np.r_[1.0, np.full(S.size - 2, 2.0), 1.0]  # rfft bins in the full DFT
     for sigma in (1e-3, 0.05, 1.0):
-        loss = edm.spectral_denoising_loss(zero, x0, sigma, noise, spectrum)
-        # A mean over ~T/2 weighted χ² bins, 3 % is several standard errors.
-        assert float(loss) == pytest.approx(1.0, rel=0.06), sigma
+        loss = edm.wiener_denoising_loss(zero, x0, sigma, noise, SIGMA_DATA, spectrum)
+        posterior_variance = np.sum(counts * S * sigma**2 / (S + sigma**2)) / T
+        c_out2 = sigma**2 * SIGMA_DATA**2 / (sigma**2 + SIGMA_DATA**2)
+        # A mean of T weighted χ² terms: a few percent is several standard errors.
+        assert float(loss) == pytest.approx(posterior_variance / c_out2, rel=0.06), sigma
+        assert float(loss) < 1.0  # the Wiener skip leaves less to learn than EDM's target
 
 
 # --- Training σ ------------------------------------------------------------------------------

@@ -378,7 +378,7 @@ def test_a_config_saved_before_a_field_existed_is_the_same_architecture():
     assert not checkpoints.same_architecture("sashimi", older, dict(current, film=True))
 
 
-def test_spectral_run_keeps_its_spectrum_through_checkpoint_and_export(tmp_path):
+def test_wiener_skip_run_keeps_its_spectrum_through_checkpoint_and_export(tmp_path):
     config = train.TrainConfig(
         model_name="sashimi",
         model=dataclasses.replace(sashimi.CONFIGS["tiny"], film=True),
@@ -386,7 +386,7 @@ def test_spectral_run_keeps_its_spectrum_through_checkpoint_and_export(tmp_path)
         num_samples=1024,
         num_steps=2,
         warmup_steps=1,
-        preconditioning="spectral",
+        preconditioning="wiener",
         spectrum_frame=256,
         spectrum_clips=4,
         sigma_data_clips=4,
@@ -405,7 +405,7 @@ def test_spectral_run_keeps_its_spectrum_through_checkpoint_and_export(tmp_path)
         return model.apply({"params": state.ema_params}, u[None], c_noise[None])[0]
 
     x = jnp.asarray(source.segment(5, 1024))
-    want = edm.precondition_spectral(network, jnp.asarray(spectrum, jnp.float32))(x, 0.05)
+    want = edm.precondition_wiener(network, info.sigma_data, jnp.asarray(spectrum))(x, 0.05)
     np.testing.assert_allclose(denoiser(x, 0.05), want, rtol=1e-5, atol=1e-7)
 
     out = checkpoints.export_msgpack(tmp_path / "run", tmp_path / "ship" / "spectral.msgpack")
@@ -415,7 +415,7 @@ def test_spectral_run_keeps_its_spectrum_through_checkpoint_and_export(tmp_path)
     np.testing.assert_allclose(shipped(x, 0.05), want, rtol=1e-5, atol=1e-7)
 
     # The run cannot resume as an EDM-preconditioned one.
-    with pytest.raises(train.WorkdirError, match="spectral preconditioning"):
+    with pytest.raises(train.WorkdirError, match="wiener preconditioning"):
         train.train(
             dataclasses.replace(config, preconditioning="edm", num_steps=3),
             tmp_path / "run",

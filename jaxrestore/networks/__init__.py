@@ -20,13 +20,13 @@ def as_denoiser(
 ) -> edm.Denoiser:
     """Returns `D(x; σ)` for one clip `x` of shape [T], from a model and its parameters.
 
-    With a `spectrum` (the data's power spectrum, [F]) the network was trained with spectral
-    preconditioning (`edm.precondition_spectral`); without, with EDM's (σ_d).
+    With a `spectrum` (the data's power spectrum, [F]) the network was trained with the Wiener
+    skip (`edm.precondition_wiener`); without, with EDM's preconditioning.
     """
 
     def network(x: jax.Array, c_noise: jax.Array) -> jax.Array:
         return model.apply({"params": params}, x[None], c_noise[None])[0]
 
     if spectrum is not None:
-        return edm.precondition_spectral(network, jnp.asarray(spectrum, jnp.float32))
+        return edm.precondition_wiener(network, sigma_data, jnp.asarray(spectrum, jnp.float32))
     return edm.precondition(network, sigma_data)
