@@ -457,10 +457,7 @@ def warmstart_section() -> None:
             def gain_of(x, x0=x0, base=base):
                 return float(jnp.mean(metrics.si_sdr(x, x0))) - base
 
-            aspade = jax.vmap(spade.aspade)(
-                y / jnp.max(jnp.abs(y), -1, keepdims=True), c / jnp.max(jnp.abs(y), -1)
-            )
-            aspade = aspade * jnp.max(jnp.abs(y), -1, keepdims=True)
+            aspade = jax.vmap(spade.aspade)(y, c)
             runs = [
                 (name, dataclasses.replace(sample.PRESETS[name], sigma_data=model.sigma_data))
                 for name in ("rg+dc", "rg_drho+dc+rp")

@@ -290,9 +290,7 @@ def _aspade_init(y: jax.Array, operator: guidance.Operator) -> jax.Array:
         raise ValueError(
             f"init='aspade' needs a Clip operator (declipping), got {type(operator).__name__}"
         )
-    # SPADE's stopping residual ε is absolute, tuned for clips peaking near 1: scale to that.
-    scale = 1.0 / jnp.maximum(jnp.max(jnp.abs(y)), 1e-12)
-    return spade.aspade(scale * y, scale * operator.threshold) / scale
+    return spade.aspade(y, operator.threshold)
 
 
 def restore(

@@ -23,8 +23,9 @@ in Γ (each block is consistent with the windowed observation, and the dual wind
 and weighs the windows to a sum of one).
 A final projection onto Γ of the whole signal only removes the float rounding of that overlap-add.
 
-`ε` is an absolute threshold on a coefficient (or sample) norm, as in the papers, whose signals
-peak near 1: scale quiet signals up first, or lower `eps`.
+`ε` is a threshold on a coefficient (or sample) norm, as in the papers, whose signals peak near
+1: each clip is declipped scaled to a peak near 1 (by a power of two, and scaled back), so `ε`
+means the same for a quiet clip as for a loud one and callers need not scale.
 """
 
 import functools
@@ -329,15 +330,20 @@ def _declip_blocks(y, threshold, method, *, window, hop, redundancy, s, r, eps, 
     Returns the declipped clip [T] and each block's iteration count [n_blocks] (0 for a block
     with nothing clipped).
     """
-    y = jnp.asarray(y, jnp.float32)
+    y_in = y = jnp.asarray(y, jnp.float32)
     _check_params(y, window, hop, redundancy, s, r, max_iter)
+    # Near unit peak, where the papers' absolute ε was tuned: scaled by a power of two 2^-e
+    # (peak in [0.7, 1.4]), which is exact in floating point, so the result does not depend on
+    # how XLA rounds a division (hard thresholding turns round-off into other choices).
+    e = jnp.round(jnp.log2(jnp.maximum(jnp.max(jnp.abs(y)), 1e-30))).astype(jnp.int32)
+    y, unit_threshold = jnp.ldexp(y, -e), jnp.ldexp(jnp.asarray(threshold, jnp.float32), -e)
     if max_iter is None:
         # The papers' default: enough iterations for k to reach every coefficient.
         max_iter = math.ceil((_fft_length(window, redundancy) // 2 + 1) * r / s)
     (length,) = y.shape
     pad_left, pad_right, n_blocks = _block_layout(length, window, hop)
     y_pad = jnp.pad(y, (pad_left, pad_right))  # padding is reliable silence
-    high, low = _clip_masks(y_pad, threshold)
+    high, low = _clip_masks(y_pad, unit_threshold)
 
     index = hop * np.arange(n_blocks)[:, None] + np.arange(window)  # [B, w]
     g = hann(window)
@@ -357,8 +363,9 @@ def _declip_blocks(y, threshold, method, *, window, hop, redundancy, s, r, eps, 
         max_iter=max_iter,
     )
     x = jnp.zeros_like(y_pad).at[index].add(g_dual * x_blocks)[pad_left : pad_left + length]
-    # x is in Γ up to the rounding of the overlap-add; the projection removes that rounding.
-    return project_consistent(x, y, threshold), iterations
+    # x is in Γ up to the rounding of the overlap-add and of the scaling; the projection, at
+    # the input's own scale, removes that rounding.
+    return project_consistent(jnp.ldexp(x, e), y_in, threshold), iterations
 
 
 _STATIC = ("window", "hop", "redundancy", "s", "r", "max_iter")
@@ -387,7 +394,7 @@ def aspade(
       redundancy: the DFT frame's redundancy (the block is zero-padded to redundancy·window).
       s: the sparsity's start and increment.
       r: the sparsity grows by `s` every `r` iterations.
-      eps: a block stops once `‖A x̂ − z̄‖ ≤ eps`.
+      eps: a block stops once `‖A x̂ − z̄‖ ≤ eps`, with the clip scaled to a peak near 1.
       max_iter: iteration cap; None takes `ceil((N/2 + 1)·r/s)`, enough for `k` to keep every
         coefficient (N = redundancy·window).
 

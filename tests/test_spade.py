@@ -218,6 +218,20 @@ def test_aspade_and_sspade_gain_over_20_db_on_sines():
         _assert_consistent(x_hat, y, c)
 
 
+def test_a_quiet_clip_is_declipped_as_the_same_clip_at_full_scale():
+    # ε is tuned for clips that peak near 1; SPADE runs every clip scaled to a peak near 1 by
+    # a power of two, so a clip 30 dB down (2^-5) takes the same iterations to the same answer.
+    x = _sines(T_SMALL)
+    c = _threshold_for_sdr(x, 5.0)
+    y = np.clip(x, -c, c)
+    for method in ("aspade", "sspade"):
+        loud = np.asarray(spade.declip(y, c, method, **SMALL))
+        quiet = np.asarray(spade.declip(y / 32, c / 32, method, **SMALL))
+        np.testing.assert_array_equal(quiet, loud / 32)
+        _assert_consistent(quiet, y / 32, c / 32)
+        assert _si_sdr(loud, x) - _si_sdr(y, x) > 3.0, method  # it did declip
+
+
 def test_vmap_over_clips_matches_single_clips():
     x = np.stack([_sines(T_SMALL), -0.8 * _sines(T_SMALL)[::-1]])
     c = np.array([_threshold_for_sdr(x[0], 5.0), _threshold_for_sdr(x[1], 10.0)])
