@@ -225,6 +225,8 @@ def test_killed_run_resumes_where_it_stopped(tmp_path):
         "experiments.train",
         f"--config={SMOKE}",
         f"--workdir={workdir}",
+        # The two runs stop at different num_steps, which the cosine schedule depends on.
+        "--config.lr_schedule=step",
     ]
     log_path, checkpoint_dir = workdir / "metrics.jsonl", workdir / "checkpoints"
 
@@ -331,9 +333,11 @@ def test_killed_run_resumes_where_it_stopped(tmp_path):
         return denoiser(x, sigma), raw
 
     got, raw = outputs(x)
-    # D(x; σ) = c_skip·x + c_out·F(c_in·x, ¼ ln σ) with the σ_d the run measured.
+    # D(x; σ) = c_skip∗x + c_out·F(c_in·x, ¼ ln σ) with the σ_d and the spectrum the run
+    # measured (the smoke config trains with the Wiener skip).
+    assert info.spectrum is not None and len(info.spectrum) == 512 // 2 + 1
     want = (
-        sigma_data**2 / (sigma**2 + sigma_data**2) * x
+        edm.wiener_skip(x, sigma, jnp.asarray(info.spectrum, jnp.float32))
         + (sigma * sigma_data / math.sqrt(sigma**2 + sigma_data**2)) * raw
     )
     assert got.shape == (2048,)

@@ -20,4 +20,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # The CQT of the tiny preset needs a few octaves' worth of samples.
     config.num_samples = 4096 if arg == "smoke" else config.num_samples
     config.num_steps = config.num_steps if arg == "smoke" else 6000
+    # CQT-Diff's optimiser and EDM's preconditioning.
+    config.learning_rate = 2e-4
+    config.lr_schedule = "step"
+    config.preconditioning = "edm"
     return config
