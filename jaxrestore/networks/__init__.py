@@ -11,12 +11,13 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 from jaxrestore import edm
 
 
 def as_denoiser(
-    model: nn.Module, params: Any, sigma_data: float, spectrum: Any = None
+    model: nn.Module, params: Any, sigma_data: float, spectrum: ArrayLike | None = None
 ) -> edm.Denoiser:
     """Returns `D(x; σ)` for one clip `x` of shape [T], from a model and its parameters.
 
