@@ -114,16 +114,19 @@ def denoising_loss(
 # The Wiener skip: EDM's c_skip derived per frequency from the data's power spectrum.
 #
 # Karras et al. choose c_skip (their Appendix B.6) to minimise the variance of the network's
-# target, for data of variance σ_d²: c_skip = σ_d²/(σ² + σ_d²). Derived per frequency for data
-# with power spectrum S(f) (white data, S ≡ σ_d², gives EDM's back), it is the Wiener filter
-#   c_skip(f) = S(f)/(S(f) + σ²),
-# applied as a zero-phase filter; c_in and c_out stay EDM's scalars of σ_d. An untrained network
-# (F = 0) is then already the best structure-free denoiser, and F learns only what a stationary
-# Gaussian cannot know: harmonics, notes, rests. Above all it no longer has to remove the noise
-# in bands where the data is silent, which EDM's F must do with a gain of σ_d/σ (~2,000 at
-# σ = 1e-4) that a small network learns slowly. (c_out per frequency as well, `σ√S/√(S + σ²)`,
-# would weight the loss by 1/S: rare bursts in bands that are quiet on average, a breath at
-# 10 kHz, then dominate the loss by orders of magnitude.)
+# target, for data of variance σ_d²: c_skip = σ_d²/(σ² + σ_d²), and then c_out so that the target
+# has unit variance. Derived per frequency for data with power spectrum S(f), c_skip is the
+# Wiener filter, applied as a zero-phase filter, and c_out the RMS of what it leaves:
+#   c_skip(f) = S(f)/(S(f) + σ²),   c_out(σ)² = mean over f of S(f)·σ²/(S(f) + σ²),
+# the Wiener filter's error variance (white data, S ≡ σ_d², gives EDM's c_skip and c_out back);
+# c_in stays EDM's 1/√(σ² + σ_d²). An untrained network (F = 0) is then already the best
+# structure-free denoiser, and F learns only what a stationary Gaussian cannot know: harmonics,
+# notes, rests. It no longer has to remove the noise in bands where the data is silent, which
+# EDM's F must do with a gain of σ_d/σ (~2,000 at σ = 1e-4), slow for a small network to learn.
+# And with λ = 1/c_out² every σ's loss starts near 1, as in EDM: with EDM's c_out the mid-σ
+# levels, where the Wiener filter already removes most of the noise, would weigh 3× less.
+# (c_out per frequency, `σ√S/√(S + σ²)`, would weight the loss by 1/S: rare bursts in bands
+# that are quiet on average, a breath at 10 kHz, then dominate the loss by orders of magnitude.)
 
 
 def _spectral_frame(spectrum: jax.Array) -> int:
@@ -139,6 +142,19 @@ def _filter_length(num_samples: int, spectrum: jax.Array) -> int:
     the filter acts as a linear convolution of the clip.
     """
     return scipy.fft.next_fast_len(num_samples + _spectral_frame(spectrum), real=True)
+
+
+def wiener_c_out(sigma: ArrayLike, spectrum: jax.Array) -> jax.Array:
+    """Returns c_out(σ) of the Wiener skip: the RMS error of the Wiener filter of `spectrum`.
+
+    `c_out² = mean over the full DFT of S·σ²/(S + σ²)`, S at the rfft bins of a frame.
+    """
+    spectrum = jnp.asarray(spectrum, jnp.float32)
+    sigma = jnp.asarray(sigma, jnp.float32)
+    error = spectrum * sigma**2 / (spectrum + sigma**2)  # [F]
+    # The full DFT holds every interior rfft bin twice: (e_0 + e_{N/2} + 2·Σ interior)/N.
+    full_sum = error[0] + error[-1] + 2.0 * jnp.sum(error[1:-1])
+    return jnp.sqrt(full_sum / _spectral_frame(spectrum))
 
 
 def wiener_skip(x: jax.Array, sigma: ArrayLike, spectrum: jax.Array) -> jax.Array:
@@ -163,12 +179,13 @@ def wiener_skip(x: jax.Array, sigma: ArrayLike, spectrum: jax.Array) -> jax.Arra
 def precondition_wiener(network: RawNetwork, sigma_data: float, spectrum: jax.Array) -> Denoiser:
     """Wraps a raw network into `D(x; σ) = c_skip∗x + c_out·F(c_in·x, c_noise)`, Wiener skip.
 
-    `c_out`, `c_in` and `c_noise` are EDM's (`preconditioning`); `c_skip∗` is `wiener_skip`.
+    `c_skip∗` is `wiener_skip`, `c_out` is `wiener_c_out`; `c_in` and `c_noise` are EDM's.
     """
     spectrum = jnp.asarray(spectrum, jnp.float32)
 
     def denoiser(x: jax.Array, sigma: ArrayLike) -> jax.Array:
-        _, c_out, c_in, c_noise = preconditioning(sigma, sigma_data)
+        _, _, c_in, c_noise = preconditioning(sigma, sigma_data)
+        c_out = wiener_c_out(sigma, spectrum)
         return wiener_skip(x, sigma, spectrum) + c_out * network(c_in * x, c_noise)
 
     return denoiser
@@ -185,9 +202,9 @@ def wiener_denoising_loss(
     """Returns EDM's loss `‖D − x0‖²/c_out²` (mean) for the Wiener-skip denoiser.
 
     Equal to `‖F − (x0 − c_skip∗x_σ)/c_out‖²`; with a white spectrum S ≡ σ_d² it is
-    `denoising_loss`.
+    `denoising_loss`. For data drawn from the spectrum's Gaussian, F = 0 scores 1 at every σ.
     """
-    c_out = preconditioning(sigma, sigma_data)[1]
+    c_out = wiener_c_out(sigma, spectrum)
     x_sigma = x0 + sigma * noise
     error = precondition_wiener(network, sigma_data, spectrum)(x_sigma, sigma) - x0
     return jnp.mean(error**2) / c_out**2

@@ -174,9 +174,9 @@ def test_untrained_wiener_skip_denoiser_is_the_wiener_filter_of_its_spectrum():
     assert float(jnp.max(error)) < 1e-3 * float(jnp.std(exact))
 
 
-def test_wiener_skip_loss_of_the_exact_network_is_the_posterior_variance():
-    # For data from the spectrum's Gaussian, F = 0 is the exact posterior mean: E[loss] is the
-    # posterior variance (mean over the DFT of Sσ²/(S + σ²)) over c_out².
+def test_wiener_skip_loss_of_the_exact_network_is_one_at_every_sigma():
+    # For data from the spectrum's Gaussian, F = 0 is the exact posterior mean and c_out² is
+    # its error variance (the mean over the DFT of Sσ²/(S + σ²)), so E[loss] = 1, as in EDM.
     T, frame = 32768, 512
     prior, spectrum = _pink_on_a_frame(T, frame)
     x0 = prior.sample(jax.random.key(8), 1)[0]
@@ -185,12 +185,14 @@ def test_wiener_skip_loss_of_the_exact_network_is_the_posterior_variance():
     S = np.asarray(prior.power, np.float64)
     counts = np.r_[1.0, np.full(S.size - 2, 2.0), 1.0]  # rfft bins in the full DFT
     for sigma in (1e-3, 0.05, 1.0):
-        loss = edm.wiener_denoising_loss(zero, x0, sigma, noise, SIGMA_DATA, spectrum)
         posterior_variance = np.sum(counts * S * sigma**2 / (S + sigma**2)) / T
-        c_out2 = sigma**2 * SIGMA_DATA**2 / (sigma**2 + SIGMA_DATA**2)
+        c_out = float(edm.wiener_c_out(sigma, spectrum))
+        assert c_out**2 == pytest.approx(posterior_variance, rel=0.02), sigma
+        # Less than EDM's c_out: the Wiener filter leaves less error than c_skip·x.
+        assert c_out < float(edm.preconditioning(sigma, SIGMA_DATA)[1])
+        loss = edm.wiener_denoising_loss(zero, x0, sigma, noise, SIGMA_DATA, spectrum)
         # A mean of T weighted χ² terms: a few percent is several standard errors.
-        assert float(loss) == pytest.approx(posterior_variance / c_out2, rel=0.06), sigma
-        assert float(loss) < 1.0  # the Wiener skip leaves less to learn than EDM's target
+        assert float(loss) == pytest.approx(1.0, rel=0.06), sigma
 
 
 # --- Training σ ------------------------------------------------------------------------------
