@@ -6,8 +6,8 @@ skip (`edm.precondition_wiener`), Adam at 1e-3 on a cosine schedule over 4,000 s
 σ is log-normal around 0.05 (ln σ ~ N(-3, 1.5²)): the skip alone already restores small and
 large σ, and a budget spread over CQT-Diff's σ range left the network nothing learned in the
 middle. The network is fully convolutional plus S4, so it restores clips of any multiple of 16
-samples later. σ_d (64 clips) and the data's spectrum (256 clips) are measured at the start and stored
-in the checkpoint.
+samples later. σ_d (64 clips) and the data's spectrum (256 clips) are measured at the start
+and stored in the checkpoint.
 
   python -m experiments.train --config=experiments/configs/sashimi_synthetic.py --workdir=/tmp/run
   python -m experiments.train --config=experiments/configs/sashimi_synthetic.py:smoke ...
