@@ -252,12 +252,14 @@ def test_batch_invariance_and_stepwise_equals_single_program():
     single = jax.jit(functools.partial(sample.restore, prior.denoiser, config=config))
     one_by_one = jnp.stack([single(y[b], degradations.Clip(c[b]), keys[b]) for b in range(4)])
     batched = jax.jit(jax.vmap(functools.partial(sample.restore, prior.denoiser, config=config)))
-    np.testing.assert_allclose(batched(y, degradations.Clip(c), keys), one_by_one, atol=1e-6)
+    # Equal up to float32 reassociation between the programs (a few ulps, grown by guidance).
+    tol = dict(rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(batched(y, degradations.Clip(c), keys), one_by_one, **tol)
     stepwise = sample.Restorer(prior.denoiser, config, stepwise=True)(y, degradations.Clip(c), keys)
-    np.testing.assert_allclose(stepwise, one_by_one, atol=1e-6)
+    np.testing.assert_allclose(stepwise, one_by_one, **tol)
     # A clip's result does not depend on its batch: the first two alone give the same.
     pair = sample.Restorer(prior.denoiser, config)(y[:2], degradations.Clip(c[:2]), keys[:2])
-    np.testing.assert_allclose(pair, one_by_one[:2], atol=1e-6)
+    np.testing.assert_allclose(pair, one_by_one[:2], **tol)
 
 
 def test_warm_start_at_sigma_max_equals_cold_start_and_observation_start_runs():
