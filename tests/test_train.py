@@ -336,12 +336,12 @@ def test_killed_run_resumes_where_it_stopped(tmp_path):
 
     got, raw = outputs(x)
     # D(x; σ) = c_skip∗x + c_out·F(c_in·x, ¼ ln σ) with the σ_d and the spectrum the run
-    # measured (the smoke config trains with the Wiener skip).
+    # measured (the smoke config trains with the Wiener skip); c_out is the Wiener filter's
+    # RMS error over the full DFT of a frame.
     assert info.spectrum is not None and len(info.spectrum) == 512 // 2 + 1
-    want = (
-        edm.wiener_skip(x, sigma, jnp.asarray(info.spectrum, jnp.float32))
-        + (sigma * sigma_data / math.sqrt(sigma**2 + sigma_data**2)) * raw
-    )
+    full = np.concatenate([info.spectrum, info.spectrum[-2:0:-1]])
+    c_out = math.sqrt(np.mean(full * sigma**2 / (full + sigma**2)))
+    want = edm.wiener_skip(x, sigma, jnp.asarray(info.spectrum, jnp.float32)) + c_out * raw
     assert got.shape == (2048,)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
 
