@@ -28,6 +28,10 @@ def test_writes_reproducible_samples_and_a_plot(tiny_model, cache, tmp_path):
         clips.append(x)
     assert np.abs(clips[0] - clips[1]).max() > 1e-3  # independent draws
     assert (tmp_path / "a" / "samples.png").stat().st_size > 10_000
+    # The harmonics-to-noise ratio of the samples and of as many training clips is printed.
+    hnr_lines = [line for line in first.stdout.splitlines() if "HNR" in line]
+    assert [line.split(":")[0].strip() for line in hnr_lines] == ["samples", "training clips"]
+    assert all(line.count(" dB") == 1 and line.count("%") == 2 for line in hnr_lines), hnr_lines
 
     # The same seed draws the same samples; --overwrite is needed to replace them.
     again = _run([f"--output_dir={tmp_path / 'b'}", *args], cache, tiny_model)

@@ -148,3 +148,42 @@ def test_real_time_factor():
     assert metrics.real_time_factor(0.5, 65536, 22050) == pytest.approx(0.5 * 22050 / 65536)
     with pytest.raises(ValueError, match="num_samples"):
         metrics.real_time_factor(1.0, 0, 22050)
+
+
+# --- Harmonicity (HNR) ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("period", [22.5, 73.3, 100.0, 220.5])
+@pytest.mark.parametrize("hnr_db", [0.0, 10.0, 20.0])
+def test_harmonicity_reads_the_power_ratio_of_a_periodic_signal_and_noise(period, hnr_db):
+    # Truth by construction: a unit-power periodic signal (pitches 100–980 Hz, whole and
+    # fractional periods) plus white noise hnr_db below it.
+    rng = np.random.default_rng(int(period * 10 + hnr_db))
+    t = np.arange(16384)
+    partials = [k for k in range(1, 20) if k / period < 0.5]
+    periodic = sum(np.cos(2 * np.pi * k * t / period + rng.uniform(0, 6.3)) / k for k in partials)
+    periodic /= periodic.std()
+    x = periodic + rng.standard_normal(t.size) * 10 ** (-hnr_db / 20)
+    result = metrics.harmonicity(x, SAMPLE_RATE)
+    assert float(result["hnr_db"]) == pytest.approx(hnr_db, abs=0.6)
+    assert float(result["voiced"]) == 1.0
+
+
+def test_harmonicity_of_noise_and_rests():
+    rng = np.random.default_rng(7)
+    white = metrics.harmonicity(rng.standard_normal((3, 16384)), SAMPLE_RATE)
+    assert white["hnr_db"].shape == (3,)
+    assert np.all(white["hnr_db"] < -8) and np.all(white["voiced"] == 0)
+    # A rest (a faint noise floor) is not counted: the clip reads as its tone (less 1.2 dB from
+    # the frames across the note's end), where counting the rest would read as noise.
+    t = np.arange(16384)
+    tone = np.sin(2 * np.pi * t / 50.0) + 0.1 * rng.standard_normal(t.size)  # 10·log10(0.5/0.01)
+    tone[8192:] = 1e-4 * rng.standard_normal(8192)
+    with_rest = metrics.harmonicity(tone, SAMPLE_RATE)
+    alone = metrics.harmonicity(tone[:8192], SAMPLE_RATE)
+    counting_rests = metrics.harmonicity(tone, SAMPLE_RATE, floor_db=100.0)
+    assert float(alone["hnr_db"]) == pytest.approx(10 * np.log10(0.5 / 0.01), abs=0.6)
+    assert float(with_rest["hnr_db"]) == pytest.approx(float(alone["hnr_db"]), abs=1.5)
+    assert float(with_rest["voiced"]) == 1.0 and float(counting_rests["voiced"]) < 0.6
+    with pytest.raises(ValueError, match="frame"):
+        metrics.harmonicity(np.ones(1000), SAMPLE_RATE)
