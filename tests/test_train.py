@@ -427,3 +427,25 @@ def test_wiener_skip_run_keeps_its_spectrum_through_checkpoint_and_export(tmp_pa
             tmp_path / "run",
             source,
         )
+
+
+def test_poster_style_configs_keep_cqtdiffs_recipe_not_the_synthetic_sashimi_one():
+    # cqtdiff_synthetic and sashimi_vocals derive from sashimi_synthetic; when that recipe was
+    # retuned for its small network, their optimiser and σ distribution must not follow it.
+    sys.path.insert(0, str(REPO))
+    try:
+        from experiments.configs import cqtdiff_synthetic, sashimi_synthetic, sashimi_vocals
+    finally:
+        sys.path.remove(str(REPO))
+    own = sashimi_synthetic.get_config()
+    for module, name, preset in (
+        (cqtdiff_synthetic, "cqtdiff", "cpu"),
+        (sashimi_vocals, "sashimi", "reference"),
+    ):
+        config = module.get_config()
+        assert (config.model.name, config.model.preset) == (name, preset)
+        assert config.sigma_distribution == "cqtdiff" != own.sigma_distribution
+        assert config.preconditioning == "edm" != own.preconditioning
+        assert (config.learning_rate, config.lr_schedule) == (2e-4, "step")
+        assert config.num_samples >= 16384 > own.num_samples
+        assert module.get_config("smoke").num_steps <= 10

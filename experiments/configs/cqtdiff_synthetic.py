@@ -17,11 +17,16 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     """Returns the training config; `arg="smoke"` gives a few-step run of the tiny model."""
     config = sashimi_synthetic.get_config(arg)
     config.model = configs.model("cqtdiff", config.model.preset)
-    # The CQT of the tiny preset needs a few octaves' worth of samples.
-    config.num_samples = 4096 if arg == "smoke" else config.num_samples
-    config.num_steps = config.num_steps if arg == "smoke" else 6000
-    # CQT-Diff's optimiser and EDM's preconditioning.
+    # CQT-Diff's optimiser, σ distribution and EDM's preconditioning, set here rather than
+    # inherited: the SaShiMi recipe is tuned to its own network.
     config.learning_rate = 2e-4
     config.lr_schedule = "step"
     config.preconditioning = "edm"
+    config.sigma_distribution = "cqtdiff"
+    if arg == "smoke":
+        config.num_samples = 4096  # the CQT of the tiny preset needs a few octaves' worth
+        return config
+    config.batch_size = 4
+    config.num_samples = 16384
+    config.num_steps = 6000
     return config

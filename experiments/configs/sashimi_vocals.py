@@ -28,10 +28,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.num_samples = 65536
     config.num_steps = 300_000
     config.warmup_steps = 1000
-    # CQT-Diff's optimiser and EDM's preconditioning, as the poster's models were trained.
+    # CQT-Diff's optimiser, σ distribution and EDM's preconditioning, as the poster's models
+    # were trained.
     config.learning_rate = 2e-4
     config.lr_schedule = "step"
     config.preconditioning = "edm"
+    config.sigma_distribution = "cqtdiff"
     config.sigma_data_clips = 256
     config.checkpoint_every = 5000
     config.log_every = 100
