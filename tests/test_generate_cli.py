@@ -40,12 +40,31 @@ def test_writes_reproducible_samples_and_a_plot(tiny_model, cache, tmp_path):
     np.testing.assert_allclose(x, clips[0], atol=1e-6)
 
 
+def test_sigma_start_begins_from_held_out_clips(tiny_model, cache, tmp_path):
+    # From a tiny σ the sampler hardly moves: the samples are their starting clips (which the
+    # untrained tiny model could never invent), so SI-SDR to them is high; from σ_max it is not.
+    args = ["--num_clips=2", "--num_samples=2048", "--steps=4", "--sigma_max=1"]
+    si_sdr = {}
+    for sigma_start in ("0.001", "1"):
+        out = tmp_path / sigma_start
+        result = _run(
+            [f"--output_dir={out}", f"--sigma_start={sigma_start}", *args], cache, tiny_model
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
+        line = next(line for line in result.stdout.splitlines() if "SI-SDR" in line)
+        si_sdr[sigma_start] = [float(v) for v in line.split(":")[1].replace("dB", "").split(",")]
+        assert "starting clips: HNR" in result.stdout
+    assert min(si_sdr["0.001"]) > 30, si_sdr
+    assert max(si_sdr["1"]) < 10, si_sdr
+
+
 def test_bad_input_exits_2_with_one_line_and_replaces_nothing(tiny_model, cache, tmp_path):
     (tmp_path / "sample0.wav").write_bytes(b"keep me")
     cases = [
         (["--output_dir", str(tmp_path), "--num_samples=2048", "--steps=2"], "exists"),
         (["--output_dir", str(tmp_path / "new"), "--num_samples=1000"], "multiple of 256"),
         (["--num_clips=2"], "--output_dir is required"),
+        (["--output_dir", str(tmp_path / "new"), "--sigma_start=0"], "--sigma_start must be"),
     ]
     for args, message in cases:
         result = _run(args, cache, tiny_model)
