@@ -9,7 +9,7 @@ spectrograms of the samples above those of as many clips of the synthetic traini
 The sampler is the deterministic-churn EDM sampler of the restorations with no observation
 (a mask of zeros: A = 0, so the posterior is the prior), started at σ_max = 10 ≫ σ_d.
 It prints the harmonics-to-noise ratio (`metrics.harmonicity`) of the samples and of as many
-training clips: a voice reads 10–25 dB, shaped noise below 0.
+training clips: the synthetic voice reads well above 10 dB, shaped noise below 0.
 
 With --sigma_start the sampler starts instead from held-out clips of the synthetic data
 (validation seeds) noised to that level, and runs the remaining steps with no observation

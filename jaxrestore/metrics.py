@@ -144,7 +144,7 @@ def harmonicity(
     to 1 at lag 0, is divided by that of the window (which undoes the window's taper); its
     largest value r in the pitch-lag range `[sr/f_max, sr/f_min]` is the periodic part's share
     of the power, so `HNR = 10·log10(r / (1 − r))`. A periodic signal plus white noise at a
-    power ratio of h dB reads h (within half a dB up to 20 dB), white noise about −10 dB.
+    power ratio of h dB reads h (within 0.6 dB from 0 to 20 dB), white noise about −10 dB.
     Frames more than `floor_db` below the clip's loudest frame (rests) are left out. Lags are
     whole samples, so a period between two lags caps the reading near 30 dB: the measure is for
     comparing clips (generated samples against the data), not for very clean voices.

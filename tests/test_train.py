@@ -432,11 +432,8 @@ def test_wiener_skip_run_keeps_its_spectrum_through_checkpoint_and_export(tmp_pa
 def test_poster_style_configs_keep_cqtdiffs_recipe_not_the_synthetic_sashimi_one():
     # cqtdiff_synthetic and sashimi_vocals derive from sashimi_synthetic; when that recipe was
     # retuned for its small network, their optimiser and σ distribution must not follow it.
-    sys.path.insert(0, str(REPO))
-    try:
-        from experiments.configs import cqtdiff_synthetic, sashimi_synthetic, sashimi_vocals
-    finally:
-        sys.path.remove(str(REPO))
+    from experiments.configs import cqtdiff_synthetic, sashimi_synthetic, sashimi_vocals
+
     own = sashimi_synthetic.get_config()
     for module, name, preset in (
         (cqtdiff_synthetic, "cqtdiff", "cpu"),
