@@ -14,6 +14,27 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from jaxrestore import edm
+from jaxrestore.networks.s4 import CACHE
+
+
+def prepare(model: nn.Module, params: Any, length: int) -> dict[str, Any]:
+    """Returns what `model` can compute once for clips of `length` samples, as variables.
+
+    SaShiMi's S4D kernels and their spectra depend only on the weights and the length, never on
+    `x` or σ: a sampler that calls the network 69 times on one length builds them once here.
+    Models with nothing to prepare (CQT-Diff), and traced weights, get an empty dict.
+    """
+    if any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(params)):
+        return {}
+
+    @jax.jit
+    def run(params):
+        zeros = jnp.zeros((1, length), jnp.float32)
+        return model.apply({"params": params}, zeros, zeros[:, 0], mutable=[CACHE])[1]
+
+    # Eager even when the caller is being traced: the result is a constant of its program.
+    with jax.ensure_compile_time_eval():
+        return dict(run(params))
 
 
 def as_denoiser(
@@ -22,11 +43,17 @@ def as_denoiser(
     """Returns `D(x; σ)` for one clip `x` of shape [T], from a model and its parameters.
 
     With a `spectrum` (the data's power spectrum, [F]) the network was trained with the Wiener
-    skip (`edm.precondition_wiener`); without, with EDM's preconditioning.
+    skip (`edm.precondition_wiener`); without, with EDM's preconditioning. The network is
+    prepared (`prepare`) once for each clip length it sees.
     """
 
+    prepared = {}  # clip length → the variables `prepare` computed for it
+
     def network(x: jax.Array, c_noise: jax.Array) -> jax.Array:
-        return model.apply({"params": params}, x[None], c_noise[None])[0]
+        T = x.shape[-1]
+        if T not in prepared:
+            prepared[T] = prepare(model, params, T)
+        return model.apply({"params": params, **prepared[T]}, x[None], c_noise[None])[0]
 
     if spectrum is not None:
         return edm.precondition_wiener(network, sigma_data, jnp.asarray(spectrum, jnp.float32))

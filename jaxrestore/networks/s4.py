@@ -37,6 +37,9 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
+# The variable collection that holds a prepared layer's kernel spectra, [S, H, F] per layer.
+CACHE = "s4_cache"
+
 
 def zoh_discretize(A: jax.Array, C: jax.Array, dt: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Returns `(Δ·A, C·B̄)` for the ZOH discretisation of a diagonal SSM with `B = 1`.
@@ -124,34 +127,40 @@ def _fft_length(n_min: int) -> int:
     return best
 
 
-def fft_convolve(
-    u: jax.Array, K: jax.Array, D: jax.Array, anticausal: ArrayLike = False
-) -> jax.Array:
-    """Returns the SSM output `y = K ∗ u + D·u` per channel, by FFT of length ≥ 2L.
+def kernel_spectrum(K: jax.Array, anticausal: ArrayLike = False) -> jax.Array:
+    """Returns the kernels' spectra for `fft_convolve`: rfft of length ≥ 2L, [S, H, L] → [S, H, F].
 
-    Causal: `y[t] = Σ_l K[l]·u[t − l] + D·u[t]`. Anti-causal (the flipped kernel of a
-    bidirectional layer): `y[t] = Σ_l K[l]·u[t + l] + D·u[t]`; for a real kernel its spectrum is
-    the conjugate of the causal one. Zero-padding to at least 2L keeps both from wrapping around.
+    An anti-causal kernel (the flipped one of a bidirectional layer) runs as
+    `y[t] = Σ_l K[l]·u[t + l]`; for a real kernel its spectrum is the conjugate of the causal one.
+    Zero-padding to at least 2L keeps both from wrapping around.
+    """
+    S, _, L = K.shape
+    K_f = jnp.fft.rfft(K, n=_fft_length(2 * L))
+    flip = jnp.broadcast_to(jnp.asarray(anticausal), (S,))[:, None, None]
+    return jnp.where(flip, jnp.conj(K_f), K_f)
+
+
+def fft_convolve(u: jax.Array, K_f: jax.Array, D: jax.Array) -> jax.Array:
+    """Returns the SSM output `y = K ∗ u + D·u` per channel, from the kernels' spectra.
 
     Args:
       u: input, [B, L, H].
-      K: kernels, [S, H, L], one set per direction S.
+      K_f: the kernels' spectra from `kernel_spectrum`, [S, H, F], one set per direction S.
       D: skip weights, [H].
-      anticausal: [S] booleans, which kernel sets run anti-causally.
 
     Returns:
       [B, L, S·H]: the S directions' outputs, concatenated along the channels.
     """
     B, L, H = u.shape
-    S = K.shape[0]
-    if K.shape != (S, H, L):
-        raise ValueError(f"kernel must have shape {(S, H, L)} for input {u.shape}, got {K.shape}")
+    S = K_f.shape[0]
     n = _fft_length(2 * L)
+    if K_f.shape != (S, H, n // 2 + 1):
+        raise ValueError(
+            f"kernel spectra must have shape {(S, H, n // 2 + 1)} for input {u.shape}, "
+            f"got {K_f.shape}"
+        )
     u_t = jnp.swapaxes(u, -1, -2)  # [B, H, L]
     u_f = jnp.fft.rfft(u_t, n=n)  # [B, H, n/2 + 1]
-    K_f = jnp.fft.rfft(K, n=n)  # [S, H, n/2 + 1]
-    flip = jnp.broadcast_to(jnp.asarray(anticausal), (S,))[:, None, None]
-    K_f = jnp.where(flip, jnp.conj(K_f), K_f)
     y = jnp.fft.irfft(u_f[:, None] * K_f[None], n=n)[..., :L]  # [B, S, H, L]
     y = y + D[None, None, :, None] * u_t[:, None]
     return jnp.swapaxes(y.reshape(B, S * H, L), -1, -2)
@@ -212,7 +221,16 @@ class S4D(nn.Module):
         log_dt = self.param("log_dt", _log_dt_uniform(self.dt_min, self.dt_max), (S, H))
         D = self.param("D", nn.initializers.normal(1.0), (H,), jnp.float32)
 
+        # The kernels depend on the weights and L only: a prepared model (`networks.prepare`)
+        # brings their spectra in the "s4_cache" collection and skips building them per call.
+        n_freq = _fft_length(2 * u.shape[1]) // 2 + 1
+        if self.has_variable(CACHE, "kernel_spectrum"):
+            K_f = self.get_variable(CACHE, "kernel_spectrum")
+            if K_f.shape[-1] == n_freq:
+                return fft_convolve(u, K_f, D)
         A = -jnp.exp(log_A_real) + 1j * A_imag
         dtA, CB = zoh_discretize(A, C[..., 0] + 1j * C[..., 1], jnp.exp(log_dt))
-        K = s4d_kernel(dtA, CB, u.shape[1])  # [S, H, L]
-        return fft_convolve(u, K, D, anticausal=jnp.arange(S) == 1)
+        K_f = kernel_spectrum(s4d_kernel(dtA, CB, u.shape[1]), anticausal=jnp.arange(S) == 1)
+        if self.is_mutable_collection(CACHE) and not self.is_initializing():
+            self.put_variable(CACHE, "kernel_spectrum", K_f)
+        return fft_convolve(u, K_f, D)

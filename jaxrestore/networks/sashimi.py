@@ -40,7 +40,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxrestore.networks.s4 import S4D
+from jaxrestore.networks.s4 import CACHE, S4D
 
 
 @dataclasses.dataclass(frozen=True)
@@ -230,7 +230,7 @@ def _stage(step: type[nn.Module], n_layers: int, in_axes: Any) -> type[nn.Module
     """
     return nn.scan(
         step,
-        variable_axes={"params": 0},
+        variable_axes={"params": 0, CACHE: 0},
         split_rngs={"params": True},
         in_axes=in_axes,
         length=n_layers,
