@@ -105,8 +105,29 @@ def test_fft_length_is_the_smallest_5_smooth_number_above():
 
 
 def test_convolve_rejects_mismatched_kernel():
-    with pytest.raises(ValueError, match="kernel must have shape"):
+    with pytest.raises(ValueError, match="kernel spectra must have shape"):
         s4.fft_convolve(jnp.zeros((1, 8, 2)), jnp.zeros((1, 2, 7)), jnp.zeros(2))
+
+
+def test_prepared_layer_uses_its_cached_spectra_and_only_for_their_length():
+    u = jax.random.normal(jax.random.PRNGKey(3), (2, 40, 3))
+    layer = s4.S4D(d_state=8)
+    params = layer.init(jax.random.PRNGKey(0), u)["params"]
+    direct = layer.apply({"params": params}, u)
+    _, cache = layer.apply({"params": params}, u, mutable=[s4.CACHE])
+    assert cache[s4.CACHE]["kernel_spectrum"].shape == (2, 3, s4._fft_length(80) // 2 + 1)
+    np.testing.assert_array_equal(layer.apply({"params": params, **cache}, u), direct)
+    # The output comes from the cache: zeroed spectra leave only the D skip.
+    zeroed = jax.tree.map(jnp.zeros_like, cache)
+    D = params["D"][None, None, :]
+    np.testing.assert_allclose(
+        layer.apply({"params": params, **zeroed}, u), jnp.concatenate([D * u, D * u], -1), atol=1e-6
+    )
+    # Another length ignores the cache and builds its own kernels.
+    v = u[:, :24]
+    np.testing.assert_array_equal(
+        layer.apply({"params": params, **zeroed}, v), layer.apply({"params": params}, v)
+    )
 
 
 def test_layer_rejects_odd_state_size():

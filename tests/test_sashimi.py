@@ -200,3 +200,19 @@ def test_adam_steps_lower_the_edm_loss(params):
         losses.append(float(value))
     assert losses[-1] < 0.8 * losses[0]
     assert all(b < a for a, b in zip(losses, losses[1:], strict=False))
+
+
+def test_prepared_denoiser_equals_the_network_built_per_call(params):
+    # The denoiser prepares the S4D kernel spectra once per length (networks.prepare); with
+    # trained-looking output weights the network's full path is exercised.
+    params = dict(params, output=jax.tree.map(lambda leaf: leaf + 0.1, params["output"]))
+    x = jax.random.normal(jax.random.PRNGKey(4), (64,))
+    sigma = jnp.float32(0.3)
+    prepared = networks.prepare(MODEL, params, 64)
+    assert prepared, "SaShiMi has kernel spectra to prepare"
+    denoiser = jax.jit(networks.as_denoiser(MODEL, params, 0.2))
+    c_skip, c_out, c_in, c_noise = edm.preconditioning(sigma, 0.2)
+    F = MODEL.apply({"params": params}, (c_in * x)[None], jnp.reshape(c_noise, (1,)))[0]
+    np.testing.assert_allclose(denoiser(x, sigma), c_skip * x + c_out * F, rtol=1e-6, atol=1e-7)
+    # Traced weights (a training step) cannot be prepared: the network builds its kernels.
+    assert jax.jit(lambda p: len(networks.prepare(MODEL, p, 64)))(params) == 0
