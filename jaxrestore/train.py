@@ -48,6 +48,7 @@ DATA_SOURCES = ("synthetic", "files")
 SIGMA_DISTRIBUTIONS = ("cqtdiff", "lognormal")
 PRECONDITIONINGS = ("edm", "wiener")
 REVERB_CHOICES = ("mixed", "dry", "wet")
+SYNTHETIC_MIXES = ("wide", "classic")  # synthetic.MIXES, without importing the generator
 LR_SCHEDULES = ("step", "cosine")
 
 _QUICK_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
@@ -73,12 +74,16 @@ class DataConfig:
       reverb: "mixed" (synthetic: half the clips wet), "dry" or "wet"; for "files" it says what
         a plain folder of audio holds ("mixed" is refused there: a folder cannot say).
       sample_rate: rate of the training audio in Hz.
+      synthetic_mix: the synthetic clips: "wide" (sung, spoken and choir takes of many voice
+        types, rooms and microphones) or "classic" (the first generator's sung phrases, clip
+        for clip, to reproduce runs made before the generator was widened).
     """
 
     source: str = "synthetic"
     data_dirs: tuple[str, ...] = ()
     reverb: str = "mixed"
     sample_rate: int = 22050
+    synthetic_mix: str = "wide"
 
     def __post_init__(self):
         if self.source not in DATA_SOURCES:
@@ -96,6 +101,11 @@ class DataConfig:
             )
         if self.sample_rate < 1:
             raise ValueError(f"sample_rate must be positive, got {self.sample_rate}")
+        if self.synthetic_mix not in SYNTHETIC_MIXES:
+            raise ValueError(
+                f"synthetic_mix must be one of {', '.join(SYNTHETIC_MIXES)}, "
+                f"got {self.synthetic_mix!r}"
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -258,7 +268,9 @@ def data_source(config: DataConfig) -> Source:
     if config.source == "synthetic":
         from jaxrestore.data import synthetic
 
-        return synthetic.SyntheticVocals(wet=wet, sample_rate=config.sample_rate)
+        return synthetic.SyntheticVocals(
+            wet=wet, sample_rate=config.sample_rate, mix=config.synthetic_mix
+        )
     from jaxrestore.data import readers
 
     datasets = []

@@ -446,3 +446,15 @@ def test_poster_style_configs_keep_cqtdiffs_recipe_not_the_synthetic_sashimi_one
         assert (config.learning_rate, config.lr_schedule) == (2e-4, "step")
         assert config.num_samples >= 16384 > own.num_samples
         assert module.get_config("smoke").num_steps <= 10
+
+
+def test_synthetic_mix_selects_the_generator():
+    # The wide mix by default; "classic" gives the first generator's clips, to reproduce runs.
+    assert train.data_source(train.DataConfig()).mix == "wide"
+    classic = train.data_source(train.DataConfig(reverb="dry", synthetic_mix="classic"))
+    np.testing.assert_array_equal(
+        classic.segment(4, 1024), synthetic.SyntheticVocals(mix="classic").segment(4, 1024)
+    )
+    assert tuple(train.SYNTHETIC_MIXES) == synthetic.MIXES
+    with pytest.raises(ValueError, match="synthetic_mix"):
+        train.DataConfig(synthetic_mix="newest")

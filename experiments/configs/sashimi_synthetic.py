@@ -27,7 +27,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # Fields besides name and preset replace those of the preset when set (None: the preset's).
     config.model = configs.model("sashimi", "cpu")
     config.data = ml_collections.ConfigDict(
-        {"source": "synthetic", "data_dir": "", "reverb": "mixed", "sample_rate": 22050}
+        {
+            "source": "synthetic",
+            "data_dir": "",
+            "reverb": "mixed",
+            "sample_rate": 22050,
+            # "classic" reproduces runs on the first generator's clips (before issue #15).
+            "synthetic_mix": "wide",
+        }
     )
     config.seed = 0
     config.batch_size = 16

@@ -31,6 +31,15 @@ The wet version goes through `reverb_ir`: early reflections and an exponentially
 tail whose mid-band (500 Hz–4 kHz) decays at the requested RT60, the low band a little slower and
 the high band faster (air and wall absorption), applied by FFT convolution with a dry/wet mix.
 
+The wide mix (`clip(..., mix="wide")`, the default) widens this toward real recordings. Each
+clip's `Take` (`random_take`) picks a kind (`KINDS`: sung phrases, spoken sentences with gliding
+pitch, syllable-rate voicing and fry, or a detuned choir section), a voice type
+(`VOICE_TYPES`, bass to soprano: formant scale and range), a vocal effort (breathiness, open
+quotient and tilt together), a room size (`ROOMS`), a microphone colouring and a peak level.
+Its singers carry the tract's resonances above the sampled band (`Singer.tract_tail`), so
+harmonics and aspiration reach Nyquist. `mix="classic"` is the first generator, sample for
+sample.
+
 `clip(seed, num_samples, wet)` is the entry point for training and evaluation.
 """
 
@@ -100,22 +109,64 @@ _SONORANTS = {
     "n": (0.3, [250, 1400, 2400, 3000, 3600], [80, 300, 300, 400, 400]),
     "l": (0.5, [350, 1100, 2600, 3000, 3500], [60, 120, 150, 200, 200]),
 }
-# Unvoiced consonants: (duration s, band centre Hz, bandwidth Hz, level dB relative to the vowel,
-# burst?). Plosives are a short closure followed by a burst.
+# Fricatives and plosives: (duration s, band centre Hz, bandwidth Hz, level dB relative to the
+# vowel, burst?, voicing). Plosives are a short closure followed by a burst. Voicing is the
+# glottal source's level under the noise: 0 for the unvoiced ones; z and v buzz under their
+# frication, b, d and g carry a faint voice bar through the closure.
 _OBSTRUENTS = {
-    "s": (0.09, 6500.0, 3000.0, -18.0, False),
-    "sh": (0.09, 3000.0, 1800.0, -18.0, False),
-    "f": (0.08, 5000.0, 6000.0, -26.0, False),
-    "h": (0.06, 1500.0, 2500.0, -24.0, False),
-    "t": (0.05, 4000.0, 3500.0, -18.0, True),
-    "k": (0.06, 2200.0, 1500.0, -18.0, True),
-    "p": (0.05, 1200.0, 2500.0, -22.0, True),
+    "s": (0.09, 6500.0, 3000.0, -18.0, False, 0.0),
+    "sh": (0.09, 3000.0, 1800.0, -18.0, False, 0.0),
+    "f": (0.08, 5000.0, 6000.0, -26.0, False, 0.0),
+    "h": (0.06, 1500.0, 2500.0, -24.0, False, 0.0),
+    "t": (0.05, 4000.0, 3500.0, -18.0, True, 0.0),
+    "k": (0.06, 2200.0, 1500.0, -18.0, True, 0.0),
+    "p": (0.05, 1200.0, 2500.0, -22.0, True, 0.0),
+    "z": (0.08, 6000.0, 3000.0, -22.0, False, 0.35),
+    "v": (0.07, 4500.0, 6000.0, -28.0, False, 0.4),
+    "b": (0.05, 1200.0, 2500.0, -26.0, True, 0.12),
+    "d": (0.05, 3800.0, 3500.0, -24.0, True, 0.12),
+    "g": (0.06, 2200.0, 1500.0, -24.0, True, 0.12),
 }
 CONSONANTS = tuple(_SONORANTS) + tuple(_OBSTRUENTS)
+# The first generator drew from these ten; its scores are reproduced with them.
+_CLASSIC_CONSONANTS = CONSONANTS[:10]
+ONSETS = ("soft", "hard", "breathy")
+# Attack time of a phrase's first note per onset (s): a soft onset swells, a hard (glottal)
+# one starts at full strength within a few cycles, a breathy one swells slowly out of an h.
+_ATTACK_S = {None: (0.04, 0.12), "soft": (0.04, 0.12), "hard": (0.003, 0.01), "breathy": (0.1, 0.2)}
 
 # Score ranges (MIDI note numbers) and tessitura centres per voice.
 _RANGE = {"male": (43, 65), "female": (53, 79)}
 _CENTRE = {"male": (48, 58), "female": (62, 72)}
+
+VOICE_TYPES = ("bass", "baritone", "tenor", "alto", "mezzo", "soprano")
+# Per voice type: the formant table it scales, the range of its `formant_scale` (a longer tract
+# is darker), its sung range and tessitura centres (MIDI), and its speaking f0 range (Hz).
+_VOICE_TYPES = {
+    "bass": ("male", (0.88, 0.96), (40, 62), (45, 53), (75.0, 110.0)),
+    "baritone": ("male", (0.93, 1.0), (43, 66), (48, 57), (90.0, 130.0)),
+    "tenor": ("male", (0.98, 1.06), (48, 69), (53, 62), (105.0, 150.0)),
+    "alto": ("female", (0.9, 0.98), (53, 74), (58, 67), (160.0, 210.0)),
+    "mezzo": ("female", (0.95, 1.02), (57, 77), (62, 70), (180.0, 230.0)),
+    "soprano": ("female", (1.0, 1.08), (60, 79), (65, 74), (200.0, 260.0)),
+}
+
+# What a clip of the wide mix holds, and how often: sung phrases, spoken sentences, or a
+# section of a choir singing the same phrases in unison.
+KINDS = ("sung", "spoken", "choir")
+KIND_ODDS = (0.6, 0.25, 0.15)
+ROOMS = ("booth", "room", "hall", "church")
+ROOM_ODDS = (0.2, 0.35, 0.3, 0.15)
+# Per room size: RT60 (s), pre-delay (s), the span of the early reflections (s), the tail's
+# build-up (s) and the wet share of the mix; bigger rooms answer later and longer.
+_ROOMS = {
+    "booth": ((0.12, 0.3), (0.001, 0.004), 0.015, (0.005, 0.015), (0.1, 0.3)),
+    "room": ((0.3, 0.8), (0.003, 0.01), 0.04, (0.01, 0.04), (0.2, 0.5)),
+    "hall": ((0.8, 2.5), (0.01, 0.03), 0.08, (0.03, 0.08), (0.25, 0.6)),
+    "church": ((2.5, 5.0), (0.02, 0.05), 0.12, (0.05, 0.12), (0.35, 0.7)),
+}
+# "wide" draws every kind of take below; "classic" is the first generator, clip for clip.
+MIXES = ("wide", "classic")
 _SCALES = ((0, 2, 4, 5, 7, 9, 11), (0, 2, 3, 5, 7, 8, 10))
 
 _CONTROL_HOP = 32  # samples between control points (1.5 ms at 22.05 kHz)
@@ -131,11 +182,16 @@ class Note:
     """One sung note (or a rest when `f0_hz` is None).
 
     Attributes:
-      f0_hz: fundamental frequency, or None for a rest.
+      f0_hz: fundamental frequency (at the start, for a glide), or None for a rest.
       duration_s: length in seconds (onset consonants take their time from the previous note).
       vowel: one of `VOWELS`.
       consonant: one of `CONSONANTS` sung before the vowel, or None.
       level_db: loudness relative to the phrase.
+      glide_to_hz: the f0 at the note's end, reached along a straight line in log-frequency
+        (spoken intonation); None holds `f0_hz`.
+      fry: sung in vocal fry: irregular periods, alternately strong and weak pulses.
+      onset: how a phrase's first note starts, one of `ONSETS`; None draws the attack of the
+        first generator (a soft onset).
     """
 
     f0_hz: float | None
@@ -143,10 +199,19 @@ class Note:
     vowel: str = "a"
     consonant: str | None = None
     level_db: float = 0.0
+    glide_to_hz: float | None = None
+    fry: bool = False
+    onset: str | None = None
 
     def __post_init__(self):
-        if self.f0_hz is not None and not 20.0 <= self.f0_hz <= 2000.0:
-            raise ValueError(f"f0_hz must lie in [20, 2000] Hz or be None, got {self.f0_hz}")
+        for name in ("f0_hz", "glide_to_hz"):
+            value = getattr(self, name)
+            if value is not None and not 20.0 <= value <= 2000.0:
+                raise ValueError(f"{name} must lie in [20, 2000] Hz or be None, got {value}")
+        if self.glide_to_hz is not None and self.f0_hz is None:
+            raise ValueError("a rest (f0_hz=None) cannot glide: glide_to_hz must be None")
+        if self.onset is not None and self.onset not in ONSETS:
+            raise ValueError(f"onset must be one of {ONSETS} or None, got {self.onset!r}")
         if not self.duration_s > 0:
             raise ValueError(f"duration_s must be positive, got {self.duration_s}")
         if self.vowel not in VOWELS:
@@ -174,6 +239,9 @@ class Singer:
       portamento_s: length of the glide between notes.
       tilt_hz: corner of the source's extra −6 dB/octave tilt at full loudness (the glottal
         return phase of the LF model acts as this one-pole low-pass); softer notes get darker.
+      tract_tail: model the tract's resonances above the sampled band (the higher-pole
+        correction), which keeps harmonics and aspiration up to Nyquist; False is the first
+        generator's tract, whose voiced sounds fade out above about 7 kHz.
     """
 
     voice: str = "male"
@@ -189,6 +257,7 @@ class Singer:
     drift_cents: float = 3.0
     portamento_s: float = 0.08
     tilt_hz: float = 2500.0
+    tract_tail: bool = True
 
     def __post_init__(self):
         if self.voice not in VOICES:
@@ -206,7 +275,7 @@ class Singer:
 
 
 def random_singer(rng: np.random.Generator, voice: str | None = None) -> Singer:
-    """Draws a singer (of the given voice, or either with equal odds) from `rng`."""
+    """Draws a singer of the first generator (of `voice`, or either with equal odds)."""
     if voice is None:
         voice = VOICES[int(rng.integers(2))]
     return Singer(
@@ -223,15 +292,61 @@ def random_singer(rng: np.random.Generator, voice: str | None = None) -> Singer:
         drift_cents=rng.uniform(1.0, 5.0),
         portamento_s=rng.uniform(0.04, 0.15),
         tilt_hz=rng.uniform(1500.0, 4000.0),
+        tract_tail=False,
     )
 
 
-def random_score(rng: np.random.Generator, voice: str, duration_s: float) -> list[Note]:
-    """Draws phrases of notes (with rests between) that last at least `duration_s` seconds."""
+def voice_singer(
+    rng: np.random.Generator, voice_type: str, speaking: bool = False, effort: float | None = None
+) -> Singer:
+    """Draws a singer (or, `speaking`, a speaker) of `voice_type` from `rng`.
+
+    Vocal effort (0 soft, 1 loud; drawn when None) moves the source together, as it does in a
+    real voice: louder is pressed (shorter open phase, sharper closure, a brighter tilt) and
+    less breathy, softer is breathy and dark. Speakers have no vibrato and glide faster.
+    """
+    if voice_type not in VOICE_TYPES:
+        raise ValueError(f"voice_type must be one of {VOICE_TYPES}, got {voice_type!r}")
+    voice, scale, _, _, _ = _VOICE_TYPES[voice_type]
+    effort = rng.uniform() if effort is None else effort
+    if not 0.0 <= effort <= 1.0:
+        raise ValueError(f"effort must lie in [0, 1], got {effort}")
+    return Singer(
+        voice=voice,
+        formant_scale=rng.uniform(*scale),
+        open_quotient=0.8 - 0.3 * effort + rng.uniform(-0.05, 0.05),
+        speed_quotient=rng.uniform(1.8, 2.6) + 1.2 * effort,
+        jitter=rng.uniform(0.002, 0.01),
+        shimmer=rng.uniform(0.02, 0.08),
+        breathiness_db=-12.0 - 22.0 * effort + rng.uniform(-5.0, 5.0),
+        vibrato_rate_hz=rng.uniform(4.5, 7.0),
+        vibrato_cents=0.0 if speaking else rng.uniform(0.0, 80.0),
+        vibrato_delay_s=rng.uniform(0.1, 0.5),
+        drift_cents=rng.uniform(1.0, 8.0),
+        portamento_s=rng.uniform(0.03, 0.06) if speaking else rng.uniform(0.03, 0.2),
+        tilt_hz=1500.0 * 2.0 ** (2.5 * effort + rng.uniform(-0.5, 0.5)),  # 1.1–8.5 kHz
+    )
+
+
+def random_score(
+    rng: np.random.Generator,
+    voice: str,
+    duration_s: float,
+    voice_type: str | None = None,
+    consonants: Sequence[str] = _CLASSIC_CONSONANTS,
+) -> list[Note]:
+    """Draws phrases of notes (with rests between) that last at least `duration_s` seconds.
+
+    The range is the voice's (male, female), or the voice type's when one is given; onset
+    consonants come from `consonants` (the first generator's ten by default).
+    """
     if voice not in VOICES:
         raise ValueError(f"voice must be one of {VOICES}, got {voice!r}")
     low, high = _RANGE[voice]
-    centre = int(rng.integers(_CENTRE[voice][0], _CENTRE[voice][1] + 1))
+    centres = _CENTRE[voice]
+    if voice_type is not None:
+        _, _, (low, high), centres, _ = _VOICE_TYPES[voice_type]
+    centre = int(rng.integers(centres[0], centres[1] + 1))
     scale = _SCALES[int(rng.integers(2))]
     root = centre - int(rng.integers(12))
     # Scale degrees as MIDI notes inside the voice range and an octave either side of the centre.
@@ -253,7 +368,7 @@ def random_score(rng: np.random.Generator, voice: str, duration_s: float) -> lis
                 np.clip(position + rng.choice([-3, -2, -1, -1, 0, 1, 1, 2, 3]), 0, len(pitches) - 1)
             )
             consonant = (
-                CONSONANTS[int(rng.integers(len(CONSONANTS)))] if rng.random() < 0.6 else None
+                consonants[int(rng.integers(len(consonants)))] if rng.random() < 0.6 else None
             )
             duration = max(0.2, beat * float(rng.choice(beats)))
             notes.append(
@@ -270,6 +385,86 @@ def random_score(rng: np.random.Generator, voice: str, duration_s: float) -> lis
         notes.append(Note(None, rest))
         total += rest
     return notes
+
+
+def random_speech(rng: np.random.Generator, voice_type: str, duration_s: float) -> list[Note]:
+    """Draws spoken sentences (with pauses between) that last at least `duration_s` seconds.
+
+    One note per syllable at 4–7 syllables/s, 80 % of them opened by a consonant (voiceless
+    ones twice as often as voiced ones), so voiced and unvoiced stretches alternate at the
+    syllable rate. The pitch glides within each
+    syllable: an intonation phrase starts 1–4 semitones above the speaker's middle pitch and
+    declines by 2–6 semitones to its end, syllables rise, fall or stay level, accented ones
+    jump up, and the last one falls (a statement) or rises (a question). A third of the
+    statements end in vocal fry. Onsets after pauses are soft, hard or breathy.
+    """
+    if voice_type not in VOICE_TYPES:
+        raise ValueError(f"voice_type must be one of {VOICE_TYPES}, got {voice_type!r}")
+    _, _, _, _, (low_hz, high_hz) = _VOICE_TYPES[voice_type]
+    middle_hz = rng.uniform(low_hz, high_hz)
+    syllable_s = 1.0 / rng.uniform(4.0, 7.0)
+    # Voiceless consonants twice as likely as voiced ones, so most syllables break the voicing.
+    consonant_odds = np.array([1.0 if _is_voiced(name) else 2.0 for name in CONSONANTS])
+    consonant_odds /= consonant_odds.sum()
+
+    def hz(semitones):  # relative to the speaker's middle, clipped to what a `Note` takes
+        return float(np.clip(middle_hz * 2.0 ** (semitones / 12), 25.0, 1500.0))
+
+    notes = [Note(None, rng.uniform(0.05, 0.5))]
+    total = notes[0].duration_s
+    while total < duration_s:
+        count = int(rng.integers(4, 15))
+        top, declination = rng.uniform(1.0, 4.0), rng.uniform(2.0, 6.0)
+        phrase_level = rng.uniform(-4.0, 2.0)
+        question = rng.random() < 0.2
+        onset = ONSETS[int(rng.integers(len(ONSETS)))]
+        for j in range(count):
+            start = top - declination * j / (count - 1)
+            accented = rng.random() < 0.25
+            if j == count - 1:
+                move = rng.uniform(3.0, 8.0) if question else rng.uniform(-6.0, -2.0)
+            else:
+                move = rng.choice([rng.uniform(1.0, 4.0), rng.uniform(-4.0, -1.0), 0.0])
+                move += rng.uniform(-0.5, 0.5)
+            start += rng.uniform(2.0, 5.0) if accented else rng.uniform(-0.5, 0.5)
+            duration = max(0.12, syllable_s * rng.uniform(0.7, 1.3) * (1.3 if accented else 1))
+            notes.append(
+                Note(
+                    f0_hz=hz(start),
+                    duration_s=duration,
+                    vowel=VOWELS[int(rng.integers(len(VOWELS)))],
+                    consonant=CONSONANTS[int(rng.choice(len(CONSONANTS), p=consonant_odds))]
+                    if rng.random() < 0.8
+                    else None,
+                    level_db=phrase_level + (3.0 if accented else rng.uniform(-3.0, 1.0)),
+                    glide_to_hz=hz(start + move),
+                    onset=onset if j == 0 else None,
+                )
+            )
+            total += duration
+        if not question and rng.random() < 0.33:
+            # The voice runs out of air: it creaks down into fry at the end of the sentence.
+            fry_hz = rng.uniform(30.0, 60.0) * (1.0 if middle_hz < 160.0 else 1.4)
+            duration = rng.uniform(0.1, 0.25)
+            notes.append(
+                Note(
+                    notes[-1].glide_to_hz,
+                    duration,
+                    notes[-1].vowel,
+                    fry=True,
+                    level_db=phrase_level - 3.0,
+                    glide_to_hz=fry_hz,
+                )
+            )
+            total += duration
+        pause = rng.uniform(0.15, 0.8)
+        notes.append(Note(None, pause))
+        total += pause
+    return notes
+
+
+def _is_voiced(consonant: str) -> bool:
+    return consonant in _SONORANTS or _OBSTRUENTS[consonant][-1] > 0
 
 
 def sing(
@@ -345,18 +540,87 @@ def sing_notes(
     return audio.astype(np.float32), info
 
 
-def reverb_ir(seed: int, rt60: float, sample_rate: int = 22050) -> np.ndarray:
+def sing_choir(
+    notes: Sequence[Note],
+    singers: Sequence[Singer],
+    detune_cents: Sequence[float],
+    delays_s: Sequence[float] | None = None,
+    sample_rate: int = 22050,
+    seed: int = 0,
+    num_samples: int | None = None,
+) -> tuple[np.ndarray, dict]:
+    """Sings the notes with a section of voices in unison, each detuned and a little late.
+
+    Args:
+      notes: the score every voice sings.
+      singers: one `Singer` per voice (each keeps its own vibrato, jitter and timbre).
+      detune_cents: per voice, its pitch offset from the score in cents.
+      delays_s: per voice, how late it comes in (s, ≥ 0); no delay when None.
+      sample_rate: output rate in Hz.
+      seed: seeds each voice's own noises.
+      num_samples: length of the result; by default the score's duration plus the last delay.
+
+    Returns:
+      `(audio, info)`: float32 audio [T] peaking at 0.8, and a dict with "stems" (float32
+      [V, T], each voice as it sits in the mix, which is their sum), "voices" (each voice's
+      `sing_notes` info) and "detune_cents".
+    """
+    seed = _check_seed(seed)
+    count = len(singers)
+    delays_s = [0.0] * count if delays_s is None else list(delays_s)
+    if count < 1 or len(detune_cents) != count or len(delays_s) != count:
+        raise ValueError(
+            f"need one detune and one delay per singer, got {count} singers, "
+            f"{len(detune_cents)} detunes and {len(delays_s)} delays"
+        )
+    if min(delays_s) < 0:
+        raise ValueError(f"delays_s must be >= 0, got {delays_s}")
+    if num_samples is None:
+        duration_s = sum(note.duration_s for note in notes) + max(delays_s)
+        num_samples = int(round(duration_s * sample_rate))
+    stems, voices = [], []
+    gains_db = np.random.default_rng([seed, 7]).uniform(-4.0, 0.0, count)
+    for v, (singer, cents, delay_s) in enumerate(zip(singers, detune_cents, delays_s, strict=True)):
+        ratio = 2.0 ** (cents / 1200)
+        shifted = [
+            dataclasses.replace(
+                note,
+                f0_hz=None if note.f0_hz is None else note.f0_hz * ratio,
+                glide_to_hz=None if note.glide_to_hz is None else note.glide_to_hz * ratio,
+            )
+            for note in notes
+        ]
+        if delay_s > 0:
+            shifted = [Note(None, delay_s), *shifted]
+        voice_seed = int(np.random.SeedSequence([seed, v]).generate_state(1)[0])
+        audio, info = sing_notes(shifted, singer, sample_rate, voice_seed, num_samples)
+        stems.append(audio * np.float32(10 ** (gains_db[v] / 20)))
+        voices.append(info)
+    stems = np.stack(stems)
+    mix = stems.sum(axis=0)
+    scale = 0.8 / max(float(np.max(np.abs(mix))), 1e-12)
+    info = {"stems": stems * np.float32(scale), "voices": voices, "detune_cents": detune_cents}
+    return (mix * scale).astype(np.float32), info
+
+
+def reverb_ir(
+    seed: int, rt60: float, sample_rate: int = 22050, room: str | None = None
+) -> np.ndarray:
     """Draws a room impulse response (reverberant part only, no direct sound), unit energy.
 
-    A pre-delay of 4–20 ms, 6–14 early reflections in the next 70 ms, and a Gaussian-noise tail
-    that builds up over 20–80 ms and decays exponentially: the 500 Hz–4 kHz band at `rt60`
-    (60 dB of energy in `rt60` seconds), below 500 Hz 10 % slower, above 4 kHz at 0.45–0.8 of
-    `rt60`. The response lasts 1.1·rt60 + 0.1 s.
+    A pre-delay, 6–14 early reflections spread over the next tens of milliseconds, and a
+    Gaussian-noise tail that builds up and decays exponentially: the 500 Hz–4 kHz band at
+    `rt60` (60 dB of energy in `rt60` seconds), below 500 Hz 10 % slower, above 4 kHz at
+    0.45–0.8 of `rt60`. The response lasts 1.1·rt60 + 0.1 s. Pre-delay, the early reflections'
+    span and the build-up follow the room's size (`ROOMS`: from a vocal booth, 1–4 ms and
+    15 ms, to a church, 20–50 ms and 120 ms); with no room they are the first generator's
+    (4–20 ms, 70 ms, a 20–80 ms build-up).
 
     Args:
       seed: a non-negative integer.
       rt60: mid-band reverberation time in seconds, in (0, 10].
       sample_rate: rate in Hz.
+      room: one of `ROOMS`, or None.
 
     Returns:
       float32 impulse response of shape [L].
@@ -364,26 +628,34 @@ def reverb_ir(seed: int, rt60: float, sample_rate: int = 22050) -> np.ndarray:
     seed = _check_seed(seed)
     if not 0.0 < rt60 <= 10.0:
         raise ValueError(f"rt60 must lie in (0, 10] seconds, got {rt60}")
+    if room is not None and room not in ROOMS:
+        raise ValueError(f"room must be one of {ROOMS} or None, got {room!r}")
     rng = np.random.default_rng([seed, 2])
     length = int(math.ceil((1.1 * rt60 + 0.1) * sample_rate))
     t = np.arange(length) / sample_rate
-    predelay = rng.uniform(0.004, 0.02)
-    buildup = rng.uniform(0.02, 0.08)
+    if room is None:
+        predelays, early_s, buildups, fft_length = (0.004, 0.02), 0.07, (0.02, 0.08), length
+    else:
+        _, predelays, early_s, buildups, _ = _ROOMS[room]
+        fft_length = scipy.fft.next_fast_len(length, real=True)  # long tails, fast FFTs
+    predelay = rng.uniform(*predelays)
+    buildup = rng.uniform(*buildups)
     # Amplitude decay 10^(−3t/RT60): the energy falls 60 dB in RT60 seconds.
     rt60_bands = (1.1 * rt60, rt60, rng.uniform(0.45, 0.8) * rt60)
     edges_hz = (500.0, 4000.0)
-    noise = scipy.fft.rfft(rng.standard_normal(length))
-    frequencies = scipy.fft.rfftfreq(length, 1.0 / sample_rate)
+    noise = scipy.fft.rfft(rng.standard_normal(fft_length))
+    frequencies = scipy.fft.rfftfreq(fft_length, 1.0 / sample_rate)
     masks = _crossover(frequencies, edges_hz)
     delayed = np.maximum(t - predelay, 0.0)
     tail = np.zeros(length)
     for mask, band_rt60 in zip(masks, rt60_bands, strict=True):
-        tail += scipy.fft.irfft(noise * mask, n=length) * 10.0 ** (-3.0 * delayed / band_rt60)
+        band = scipy.fft.irfft(noise * mask, n=fft_length)[:length]
+        tail += band * 10.0 ** (-3.0 * delayed / band_rt60)
     onset = np.clip((t - predelay) / buildup, 0.0, 1.0)
     tail *= 0.5 - 0.5 * np.cos(np.pi * onset)
     # Early reflections: sparse taps on the same decay, a little stronger than the tail there.
     count = int(rng.integers(6, 15))
-    times = predelay + np.sort(rng.uniform(0.0, 0.07, count))
+    times = predelay + np.sort(rng.uniform(0.0, early_s, count))
     taps = np.round(times * sample_rate).astype(int)
     gains = rng.uniform(1.0, 3.0, count) * rng.choice([-1.0, 1.0], count)
     gains *= 10.0 ** (-3.0 * (times - predelay) / rt60)
@@ -405,25 +677,223 @@ def apply_reverb(audio: np.ndarray, ir: np.ndarray, wet: float) -> np.ndarray:
     return ((1.0 - wet) * audio + wet * reverberant).astype(np.float32)
 
 
+@dataclasses.dataclass(frozen=True)
+class Microphone:
+    """A microphone's (and preamp's) colouration: a high-pass and three gentle equaliser bands.
+
+    Attributes:
+      highpass_hz: corner of the second-order Butterworth high-pass (a low-cut switch).
+      low_shelf_db, low_shelf_hz: bass shelf (the proximity effect of a close cardioid).
+      presence_db, presence_hz, presence_q: presence peak (a capsule's resonance).
+      high_shelf_db, high_shelf_hz: treble shelf (air, or a darker dynamic capsule).
+    """
+
+    highpass_hz: float = 30.0
+    low_shelf_db: float = 0.0
+    low_shelf_hz: float = 200.0
+    presence_db: float = 0.0
+    presence_hz: float = 4000.0
+    presence_q: float = 1.0
+    high_shelf_db: float = 0.0
+    high_shelf_hz: float = 8000.0
+
+    def sos(self, sample_rate: int) -> np.ndarray:
+        """Returns the second-order sections [4, 6] (RBJ cookbook shelves and peak, S = 1)."""
+        for name in ("highpass_hz", "low_shelf_hz", "presence_hz", "high_shelf_hz"):
+            if not 0.0 < getattr(self, name) < sample_rate / 2:
+                raise ValueError(f"{name} must lie in (0, Nyquist), got {getattr(self, name)}")
+        highpass = signal.butter(2, self.highpass_hz, "highpass", fs=sample_rate, output="sos")
+        return np.concatenate(
+            [
+                highpass,
+                _biquad("low_shelf", self.low_shelf_db, self.low_shelf_hz, 0.7071, sample_rate),
+                _biquad("peak", self.presence_db, self.presence_hz, self.presence_q, sample_rate),
+                _biquad("high_shelf", self.high_shelf_db, self.high_shelf_hz, 0.7071, sample_rate),
+            ]
+        )
+
+
+def _biquad(kind: str, gain_db: float, frequency: float, q: float, sample_rate: int) -> np.ndarray:
+    """Returns one RBJ-cookbook section [1, 6] (b0, b1, b2, 1, a1, a2)."""
+    a = 10.0 ** (gain_db / 40)
+    w0 = 2 * np.pi * frequency / sample_rate
+    cos_w0, alpha = np.cos(w0), np.sin(w0) / (2 * q)
+    if kind == "peak":
+        b = [1 + alpha * a, -2 * cos_w0, 1 - alpha * a]
+        den = [1 + alpha / a, -2 * cos_w0, 1 - alpha / a]
+    else:
+        root = 2 * np.sqrt(a) * alpha
+        sign = 1.0 if kind == "low_shelf" else -1.0  # the high shelf mirrors cos ω0
+        b = [
+            a * ((a + 1) - sign * (a - 1) * cos_w0 + root),
+            sign * 2 * a * ((a - 1) - sign * (a + 1) * cos_w0),
+            a * ((a + 1) - sign * (a - 1) * cos_w0 - root),
+        ]
+        den = [
+            (a + 1) + sign * (a - 1) * cos_w0 + root,
+            -sign * 2 * ((a - 1) + sign * (a + 1) * cos_w0),
+            (a + 1) + sign * (a - 1) * cos_w0 - root,
+        ]
+    return np.array([[*b, *den]]) / den[0]
+
+
+def random_microphone(rng: np.random.Generator) -> Microphone:
+    """Draws a microphone: mild colourings, none of which takes a band away."""
+    return Microphone(
+        highpass_hz=float(np.exp(rng.uniform(np.log(20.0), np.log(100.0)))),
+        low_shelf_db=rng.uniform(-2.0, 6.0),
+        low_shelf_hz=rng.uniform(120.0, 300.0),
+        presence_db=rng.uniform(-1.0, 6.0),
+        presence_hz=rng.uniform(2500.0, 7000.0),
+        presence_q=rng.uniform(0.7, 2.0),
+        high_shelf_db=rng.uniform(-6.0, 3.0),
+        high_shelf_hz=rng.uniform(6000.0, 10000.0),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Take:
+    """What one clip of the wide mix holds, besides the details of its performance.
+
+    Attributes:
+      kind: one of `KINDS`: sung phrases, spoken sentences, or a choir section in unison.
+      voice_type: one of `VOICE_TYPES` (every voice of a choir).
+      choir_size: voices in the choir (1 for the other kinds).
+      detune_cents: the spread (standard deviation) of the choir voices' detuning.
+      effort: vocal effort from 0 (soft, breathy, dark) to 1 (loud, pressed, bright); None
+        draws one per voice.
+      room: one of `ROOMS`, the wet version's room.
+      rt60: the room's reverberation time in seconds.
+      wet_mix: the reverberant share of the wet version.
+      microphone: the colouration, or None for a flat response.
+      level_db: the peak level of the whole take, dB re full scale.
+    """
+
+    kind: str = "sung"
+    voice_type: str = "tenor"
+    choir_size: int = 1
+    detune_cents: float = 0.0
+    effort: float | None = None
+    room: str = "room"
+    rt60: float = 0.5
+    wet_mix: float = 0.3
+    microphone: Microphone | None = None
+    level_db: float = -3.0
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
+        if self.voice_type not in VOICE_TYPES:
+            raise ValueError(f"voice_type must be one of {VOICE_TYPES}, got {self.voice_type!r}")
+        if self.room not in ROOMS:
+            raise ValueError(f"room must be one of {ROOMS}, got {self.room!r}")
+        if self.choir_size < 1 or (self.kind != "choir" and self.choir_size != 1):
+            raise ValueError(f"choir_size must be 1, or ≥ 1 for a choir, got {self.choir_size}")
+        if not 0.0 <= self.wet_mix <= 1.0 or self.level_db > 0.0:
+            raise ValueError(
+                f"need wet_mix in [0, 1] and level_db <= 0, got {self.wet_mix}, {self.level_db}"
+            )
+
+
+def random_take(seed: int, voice: str | None = None) -> Take:
+    """Draws the take of clip `seed` in the wide mix (of a `voice`'s types, or any).
+
+    Kinds by `KIND_ODDS` (60 % sung, 25 % spoken, 15 % choir), voice types uniformly, choirs of
+    2–5 voices spread by 4–20 cents, rooms by `ROOM_ODDS` with their RT60 and wet share drawn
+    in the room's range, a random microphone on 80 % of takes, and a peak level of −18 to −1 dB.
+    """
+    seed = _check_seed(seed)
+    if voice is not None and voice not in VOICES:
+        raise ValueError(f"voice must be one of {VOICES} or None, got {voice!r}")
+    rng = np.random.default_rng([seed, 5])
+    kind = KINDS[int(rng.choice(len(KINDS), p=KIND_ODDS))]
+    types = [name for name in VOICE_TYPES if voice in (None, _VOICE_TYPES[name][0])]
+    room = ROOMS[int(rng.choice(len(ROOMS), p=ROOM_ODDS))]
+    rt60s, _, _, _, mixes = _ROOMS[room]
+    return Take(
+        kind=kind,
+        voice_type=types[int(rng.integers(len(types)))],
+        choir_size=int(rng.integers(2, 6)) if kind == "choir" else 1,
+        detune_cents=rng.uniform(4.0, 20.0) if kind == "choir" else 0.0,
+        room=room,
+        rt60=rng.uniform(*rt60s),
+        wet_mix=rng.uniform(*mixes),
+        microphone=random_microphone(rng) if rng.random() < 0.8 else None,
+        level_db=rng.uniform(-18.0, -1.0),
+    )
+
+
+def perform(take: Take, seed: int, num_samples: int, sample_rate: int = 22050) -> tuple:
+    """Renders the dry performance of a take: `(audio [T] peaking at 0.8, info)`.
+
+    Its singers, score and noises are drawn from `seed`; info is `sing_notes`'s (or
+    `sing_choir`'s) with "notes" and "singers" added.
+    """
+    seed = _check_seed(seed)
+    rng = np.random.default_rng([seed, 6])
+    duration_s = num_samples / sample_rate
+    speaking = take.kind == "spoken"
+    singers = [
+        voice_singer(rng, take.voice_type, speaking, take.effort) for _ in range(take.choir_size)
+    ]
+    if speaking:
+        notes = random_speech(rng, take.voice_type, duration_s)
+    else:
+        notes = random_score(rng, singers[0].voice, duration_s, take.voice_type, CONSONANTS)
+    if take.kind == "choir":
+        detune = rng.normal(0.0, take.detune_cents, take.choir_size)
+        delays = rng.uniform(0.0, 0.04, take.choir_size)
+        audio, info = sing_choir(
+            notes, singers, detune - detune.mean(), delays, sample_rate, seed, num_samples
+        )
+    else:
+        audio, info = sing_notes(notes, singers[0], sample_rate, seed, num_samples)
+    return audio, {**info, "notes": tuple(notes), "singers": tuple(singers)}
+
+
+def render(
+    take: Take, seed: int, num_samples: int, wet: bool = False, sample_rate: int = 22050
+) -> np.ndarray:
+    """Renders a take as recorded [T]: performed, through its room (wet), its microphone,
+    and scaled to peak at its level."""
+    audio, _ = perform(take, seed, num_samples, sample_rate)
+    if wet:
+        ir = reverb_ir(seed, take.rt60, sample_rate, take.room)
+        audio = apply_reverb(audio, ir, take.wet_mix)
+    if take.microphone is not None:
+        audio = signal.sosfilt(take.microphone.sos(sample_rate), audio)
+    level = 10.0 ** (take.level_db / 20)
+    return (audio * (level / max(float(np.max(np.abs(audio))), 1e-12))).astype(np.float32)
+
+
 def clip(
     seed: int,
     num_samples: int,
     wet: bool = False,
     sample_rate: int = 22050,
     voice: str | None = None,
+    mix: str = "wide",
 ) -> np.ndarray:
     """Returns one training clip [T]: a random performance, dry or through a random room.
 
     The performance is sung for one second more than asked and the first second is cut off, so
     the clip starts anywhere in a phrase and a wet clip carries the reverb of what came before.
-    The dry and the wet clip of one seed hold the same performance. Wet: RT60 ~ U(0.3, 2.5) s,
-    wet mix ~ U(0.25, 0.6). Scaling: the whole rendered performance (before the cut) peaks at a
-    level drawn from U(0.5, 0.9), so a clip that falls in a rest stays quiet.
+    The dry and the wet clip of one seed hold the same performance. The whole rendered take
+    (before the cut) is scaled to its peak level, so a clip that falls in a rest stays quiet.
+
+    "wide": the take of `random_take(seed)`, rendered by `render`. "classic": the first
+    generator, sample for sample: a sung phrase of a male or female singer, wet through a room
+    of RT60 ~ U(0.3, 2.5) s at a wet mix ~ U(0.25, 0.6), peaking at U(0.5, 0.9).
     """
     seed = _check_seed(seed)
     if num_samples < 1:
         raise ValueError(f"num_samples must be positive, got {num_samples}")
+    if mix not in MIXES:
+        raise ValueError(f"mix must be one of {MIXES}, got {mix!r}")
     preroll = sample_rate
+    if mix == "wide":
+        take = random_take(seed, voice)
+        return render(take, seed, num_samples + preroll, wet, sample_rate)[preroll:]
     audio, _ = sing(seed, num_samples + preroll, sample_rate, voice)
     rng = np.random.default_rng([seed, 3])
     rt60, mix, peak = rng.uniform(0.3, 2.5), rng.uniform(0.25, 0.6), rng.uniform(0.5, 0.9)
@@ -447,6 +917,7 @@ class SyntheticVocals:
       sample_rate: rate in Hz.
       voice: "male", "female" or None (either).
       split_name: "train", "validation" or "test".
+      mix: "wide" (every kind of take) or "classic" (the first generator's clips).
     """
 
     files: tuple = ()
@@ -457,22 +928,29 @@ class SyntheticVocals:
         sample_rate: int = 22050,
         voice: str | None = None,
         split_name: str = "train",
+        mix: str = "wide",
     ):
         if split_name not in readers.SPLITS:
             raise ValueError(f"split must be one of {readers.SPLITS}, got {split_name!r}")
         if voice is not None and voice not in VOICES:
             raise ValueError(f"voice must be one of {VOICES} or None, got {voice!r}")
+        if mix not in MIXES:
+            raise ValueError(f"mix must be one of {MIXES}, got {mix!r}")
         self.wet = wet
         self.sample_rate = sample_rate
         self.voice = voice
         self.split_name = split_name
+        self.mix = mix
 
     def __repr__(self) -> str:
-        return f"SyntheticVocals(wet={self.wet}, split={self.split_name!r}, voice={self.voice!r})"
+        return (
+            f"SyntheticVocals(wet={self.wet}, split={self.split_name!r}, voice={self.voice!r}, "
+            f"mix={self.mix!r})"
+        )
 
     def split(self, name: str) -> "SyntheticVocals":
         """Returns the same generator restricted to the seeds of split `name`."""
-        return SyntheticVocals(self.wet, self.sample_rate, self.voice, name)
+        return SyntheticVocals(self.wet, self.sample_rate, self.voice, name, self.mix)
 
     def segment(self, key_or_seed, num_samples: int) -> np.ndarray:
         """Returns the clip [num_samples] picked by `key_or_seed` (int, Generator or JAX key)."""
@@ -481,7 +959,7 @@ class SyntheticVocals:
         wet = self.wet
         if wet is None:
             wet = bool(np.random.default_rng([clip_seed, 4]).integers(2))
-        return clip(clip_seed, num_samples, wet, self.sample_rate, self.voice)
+        return clip(clip_seed, num_samples, wet, self.sample_rate, self.voice, self.mix)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -510,7 +988,8 @@ def _render(
     voicing = np.interp(positions, control_positions, control["voicing"])
     noise_envelope = np.interp(positions, control_positions, control["noise"])
 
-    flow_derivative, flow, f0 = _glottal_source(np.exp(log_f0), singer, sample_rate, rng)
+    fry = np.interp(positions, control_positions, control["fry"]) if control["fry"].any() else None
+    flow_derivative, flow, f0 = _glottal_source(np.exp(log_f0), singer, sample_rate, rng, fry)
     # Aspiration: white noise, lightly high-passed, louder while the glottis is open, at
     # `breathiness_db` below the pulses where the voice sounds.
     white = rng.standard_normal(num_samples + 1)
@@ -567,8 +1046,14 @@ def _controls(
     if np.all(np.isnan(log_f0_notes)):
         log_f0_notes[:] = np.log(220.0)
     log_f0_notes = _fill_nan(log_f0_notes)
+    log_f0 = log_f0_notes[index]
+    for k, note in enumerate(notes):
+        if note.glide_to_hz is not None:  # a straight line in log-f0 across the note
+            inside = index == k
+            progress = np.clip((t[inside] - starts[k]) / note.duration_s, 0.0, 1.0)
+            log_f0[inside] += (np.log(note.glide_to_hz) - log_f0_notes[k]) * progress
     glide = max(2, int(round(singer.portamento_s * rate)))
-    log_f0 = _smooth(log_f0_notes[index], glide)
+    log_f0 = _smooth(log_f0, glide)
 
     # Vibrato: one oscillator with a slowly wandering rate; its depth fades in after each onset.
     wander = 1.0 + 0.04 * _slow_noise(rng, count, int(0.5 * rate))  # ±4 % in rate
@@ -595,10 +1080,13 @@ def _controls(
         progress = (t[inside] - starts[k]) / note.duration_s
         level_db[inside] += rng.uniform(-1.0, 3.0) * np.sin(np.pi * progress)
         if k == 0 or notes[k - 1].f0_hz is None:
-            attack = np.clip((t[inside] - starts[k]) / rng.uniform(0.04, 0.12), 0.0, 1.0)
+            attack_s = rng.uniform(*_ATTACK_S[note.onset])
+            attack = np.clip((t[inside] - starts[k]) / attack_s, 0.0, 1.0)
             gate[inside] *= np.sin(0.5 * np.pi * attack) ** 2
         if k == len(notes) - 1 or notes[k + 1].f0_hz is None:
-            release = np.clip((ends[k] - t[inside]) / rng.uniform(0.06, 0.2), 0.0, 1.0)
+            # Fry is where the breath runs out: it stops rather than fades.
+            release_s = rng.uniform(0.02, 0.05) if note.fry else rng.uniform(0.06, 0.2)
+            release = np.clip((ends[k] - t[inside]) / release_s, 0.0, 1.0)
             gate[inside] *= np.sin(0.5 * np.pi * release) ** 2
     level_db = _smooth(level_db, int(0.08 * rate))
 
@@ -617,9 +1105,9 @@ def _controls(
             gate[span] = level
             voiced_formants[span] = sonorants.index(note.consonant)
             continue
-        duration, centre, width, level_db_rel, burst = _OBSTRUENTS[note.consonant]
+        duration, centre, width, level_db_rel, burst, voicing = _OBSTRUENTS[note.consonant]
         span = (t >= starts[k] - duration) & (t < starts[k])
-        gate[span] = 0.0
+        gate[span] = voicing
         if burst:
             # A closure (silence) and then a burst in the last 20 ms.
             into = t[span] - (starts[k] - 0.02)
@@ -630,6 +1118,15 @@ def _controls(
         noise[span] = np.maximum(noise[span], 10 ** (level_db_rel / 20) * envelope)
         noise_centre[span] = min(centre, 0.42 * sample_rate)
         noise_width[span] = width
+
+    # Breathy onsets: the breath is heard before the voice, an h under the note's attack.
+    for k, note in enumerate(notes):
+        if note.onset == "breathy" and (k == 0 or notes[k - 1].f0_hz is None):
+            span = (t >= starts[k] - 0.08) & (t < starts[k] + 0.12)
+            envelope = np.sin(np.pi * (t[span] - (starts[k] - 0.08)) / 0.2)
+            noise[span] = np.maximum(noise[span], 10 ** (-22.0 / 20) * envelope)
+            noise_centre[span] = 1500.0
+            noise_width[span] = 3000.0
 
     # Inhalations in the longer rests, ending just before the next phrase.
     for k, note in enumerate(notes):
@@ -645,7 +1142,9 @@ def _controls(
     gate = _smooth(gate, int(0.02 * rate))
     loudness = 10.0 ** (level_db / 20)
     tremolo = 1.0 + 0.1 * depth * np.sin(phase)  # the vibrato moves the loudness a little too
+    fry = np.array([note.fry for note in notes])[index] & sounding
     return {
+        "fry": _smooth(fry.astype(np.float64), int(0.03 * rate)),
         "log_f0": log_f0,
         "voicing": gate * loudness * tremolo,
         "noise": noise,
@@ -670,9 +1169,16 @@ def _fill_nan(x: np.ndarray) -> np.ndarray:
 
 
 def _glottal_source(
-    f0: np.ndarray, singer: Singer, sample_rate: int, rng: np.random.Generator
+    f0: np.ndarray,
+    singer: Singer,
+    sample_rate: int,
+    rng: np.random.Generator,
+    fry: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Renders the glottal flow derivative, the flow and the jittered f0, each [T].
+
+    Where `fry` [T] (0 to 1) is on, the periods wander by 10 % from cycle to cycle and every
+    other pulse is weaker (the subharmonic of vocal fry).
 
     Rosenberg's pulse over the cycle phase p ∈ [0, 1): opening 0 ≤ p < T_p with flow
     `½(1 − cos(π p/T_p))`, closing T_p ≤ p < T_c with flow `cos(π(p − T_p)/(2T_n))`, closed after
@@ -686,7 +1192,12 @@ def _glottal_source(
     fine = np.interp(np.arange(size * _OVERSAMPLE) / _OVERSAMPLE, np.arange(size), f0)
     # Jitter: each glottal cycle gets its own period perturbation.
     cycle = np.floor(np.cumsum(fine) / fine_rate).astype(int)
-    fine = fine * (1.0 + singer.jitter * rng.standard_normal(cycle[-1] + 2))[cycle]
+    jitter = rng.standard_normal(cycle[-1] + 2)[cycle]
+    if fry is not None:
+        fry = np.interp(np.arange(size * _OVERSAMPLE) / _OVERSAMPLE, np.arange(size), fry)
+        fine = fine * (1.0 + (singer.jitter + 0.1 * fry) * jitter)
+    else:
+        fine = fine * (1.0 + singer.jitter * jitter)
     increment = fine / fine_rate  # dt: phase advance per sample
     phase = np.cumsum(increment) + rng.uniform()
     cycle = np.floor(phase).astype(int)
@@ -713,6 +1224,8 @@ def _glottal_source(
     amplitude = np.exp(singer.shimmer * rng.standard_normal(cycle[-1] + 1 - cycle[0]))[
         cycle - cycle[0]
     ]
+    if fry is not None:
+        amplitude = amplitude * (1.0 - 0.6 * fry * (cycle % 2))
     derivative = signal.resample_poly(derivative * amplitude, 1, _OVERSAMPLE)[:size]
     return derivative, flow[::_OVERSAMPLE], fine[::_OVERSAMPLE]
 
@@ -869,16 +1382,44 @@ def _upper_tract(singer: Singer, omega: np.ndarray, sample_rate: int) -> np.ndar
     female one, times `formant_scale`). Two-pole resonators continue the series from the voice's
     highest F5 plus Δ up to 0.9·Nyquist, with bandwidths of 250 Hz + 5 % (Klatt's higher-pole
     correction, made of poles).
+
+    With `singer.tract_tail`, the poles beyond (up to Nyquist and above it) are accounted for
+    too: a truncated cascade of DC-normalised resonators falls ever faster above its last pole
+    (each pole left out costs (f/F)² at f < F), which starved the first generator's voice above
+    7 kHz. The correction lifts the cascade's smoothed envelope (a neutral vowel's, averaged
+    over an octave) back to its 0 dB low-frequency level above F5, as a uniform tube's infinite
+    series of resonances would be; the peaks and dips around the envelope stay.
     """
     spacing = (1000.0 if singer.voice == "male" else 1150.0) * singer.formant_scale
-    first = (_FORMANTS[singer.voice][:, 4].max()) * singer.formant_scale + spacing
+    highest_f5 = _FORMANTS[singer.voice][:, 4].max() * singer.formant_scale
     z1 = np.exp(-1j * omega.astype(np.float64))
     response = np.ones(omega.size, np.complex128)
-    for centre in np.arange(first, 0.45 * sample_rate, spacing):
+    for centre in np.arange(highest_f5 + spacing, 0.45 * sample_rate, spacing):
         r = np.exp(-np.pi * (250.0 + 0.05 * centre) / sample_rate)
         c = 2 * r * np.cos(2 * np.pi * centre / sample_rate)
         response *= (1 - c + r * r) / (1 - c * z1 + r * r * z1 * z1)
-    return response
+    if not singer.tract_tail:
+        return response
+    neutral = response.copy()
+    formants = _FORMANTS[singer.voice].mean(axis=0) * singer.formant_scale
+    for centre, width in zip(formants, _BANDWIDTHS[singer.voice].mean(axis=0), strict=True):
+        r = np.exp(-np.pi * width / sample_rate)
+        c = 2 * r * np.cos(2 * np.pi * centre / sample_rate)
+        neutral *= (1 - c + r * r) / (1 - c * z1 + r * r * z1 * z1)
+    envelope_db = 10 * np.log10(_octave_average(np.abs(neutral) ** 2) + 1e-30)
+    frequency = omega / np.pi * (sample_rate / 2)
+    above_f5 = np.clip(np.log2(np.maximum(frequency, 1.0) / formants[4]) / 0.5, 0.0, 1.0)
+    above_f5 = 0.5 - 0.5 * np.cos(np.pi * above_f5)  # a half-octave crossfade above F5
+    return response * 10.0 ** (-np.minimum(envelope_db, 0.0) * above_f5 / 20)
+
+
+def _octave_average(power: np.ndarray) -> np.ndarray:
+    """Averages a spectrum [F] (bins from 0 to Nyquist) over an octave around each bin."""
+    cumulative = np.concatenate([[0.0], np.cumsum(power)])
+    bins = np.arange(power.size)
+    low = np.floor(bins * 2**-0.5).astype(int)
+    high = np.minimum(np.ceil(bins * 2**0.5).astype(int) + 1, power.size)
+    return (cumulative[high] - cumulative[low]) / (high - low)
 
 
 def _resonator(
