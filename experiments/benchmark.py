@@ -49,6 +49,9 @@ flags.DEFINE_integer("prior_clips", 8, "Held-out clips per set in the prior sect
 flags.DEFINE_list(
     "sigmas", ["0.001", "0.003", "0.01", "0.03", "0.1", "0.3", "1"], "Noise levels (prior section)."
 )
+flags.DEFINE_list("sdedit_sigmas", ["0.1", "0.3"], "SDEdit starting levels (prior section).")
+flags.DEFINE_integer("unconditional_clips", 4, "Unconditional samples (prior section).")
+flags.DEFINE_integer("report_steps", 35, "Sampler steps of SDEdit and unconditional samples.")
 
 SAMPLE_RATE = 22050
 
@@ -317,46 +320,37 @@ def sampler_section() -> None:
 
 
 def prior_section() -> None:
-    """How well the prior denoises, per noise level, against the Wiener filter.
+    """The prior's report card (`jaxrestore.report_card`), on held-out clips, dry and wet.
 
-    The Wiener filter of the training data's average power spectrum
-    (`evaluation.wiener_prior`) is the best denoiser for a Gaussian with that spectrum; a
-    prior that has learned voices (harmonics, formants, onsets) must beat it. Reported per σ
-    as the gain `10·log10(σ² / MSE)` in dB on held-out clips (test seeds), dry and wet apart;
-    the clips are scaled to RMS σ_d as the sampler sees them. Cheap (one batched denoiser
-    call per σ), so it can track a training run.
+    Denoising gain per σ against the Wiener filter of the training data's average power
+    spectrum (`evaluation.wiener_prior`, the best denoiser for a Gaussian with that spectrum:
+    a prior that has learned voices must beat it); HNR and SI-SDR after SDEdit from each
+    `--sdedit_sigmas`; HNR of `--unconditional_clips` unconditional samples; the clean
+    held-out and training clips' HNR beside them. One JSON row each, then a summary table.
     """
     import jax
-    import jax.numpy as jnp
 
-    from jaxrestore import evaluation
+    from jaxrestore import evaluation, report_card
 
     prior = cli.load_prior(FLAGS.checkpoint)
     T, n = FLAGS.sampler_length, FLAGS.prior_clips
     wiener = evaluation.wiener_prior(T, prior.sigma_data, SAMPLE_RATE)
-    model = jax.jit(jax.vmap(prior.denoiser, in_axes=(0, None)))
-    linear = jax.jit(jax.vmap(wiener.denoiser, in_axes=(0, None)))
-    for wet in (False, True):
-        x0 = _clips(prior, "test", wet, n, T)
-        for s in FLAGS.sigmas:
-            sigma = jnp.float32(float(s))
-            x = x0 + sigma * jax.random.normal(jax.random.key(int(wet)), x0.shape)
-
-            def gain_db(denoise, x=x, x0=x0, sigma=sigma):
-                mse = jnp.mean((denoise(x, sigma) - x0) ** 2)
-                return round(float(10 * jnp.log10(sigma**2 / mse)), 2)
-
-            emit(
-                {
-                    "section": "prior",
-                    "set": "wet" if wet else "dry",
-                    "sigma": float(s),
-                    "prior_gain_db": gain_db(model),
-                    "wiener_gain_db": gain_db(linear),
-                    "clips": n,
-                    "num_samples": T,
-                }
-            )
+    held_out = {s: _clips(prior, "test", s == "wet", n, T) for s in ("dry", "wet")}
+    training = {s: _clips(prior, "train", s == "wet", n, T) for s in ("dry", "wet")}
+    rows = report_card.report(
+        prior,
+        held_out,
+        training,
+        jax.random.key(0),
+        sigmas=[float(s) for s in FLAGS.sigmas],
+        sdedit_sigmas=[float(s) for s in FLAGS.sdedit_sigmas],
+        num_unconditional=FLAGS.unconditional_clips,
+        steps=FLAGS.report_steps,
+        baseline=wiener.denoiser,
+    )
+    for row in rows:
+        emit({"section": "prior", "clips": n, "num_samples": T, **row})
+    print(report_card.summary(rows))
 
 
 def _clips(prior, split: str, wet: bool, count: int, length: int, offset: int = 0):
