@@ -34,9 +34,8 @@ def test_layer_equals_recurrence_in_both_directions(bidirectional):
     B, L, H, N = 2, 50, 3, 8
     u = jax.random.normal(jax.random.PRNGKey(1), (B, L, H))
     layer = s4.S4D(d_state=N, bidirectional=bidirectional)
-    u_cm = jnp.swapaxes(u, 1, 2)  # the layer is channel-major, [B, H, L]
-    params = jax.jit(layer.init)(jax.random.PRNGKey(0), u_cm)["params"]
-    y = np.swapaxes(np.asarray(jax.jit(layer.apply)({"params": params}, u_cm)), 1, 2)
+    params = jax.jit(layer.init)(jax.random.PRNGKey(0), u)["params"]
+    y = np.asarray(jax.jit(layer.apply)({"params": params}, u))
     S = 2 if bidirectional else 1
     assert y.shape == (B, L, S * H)
 
@@ -55,7 +54,7 @@ def test_layer_equals_recurrence_in_both_directions(bidirectional):
 def test_init_is_s4d_lin():
     H, N = 5, 16
     init = jax.jit(s4.S4D(d_state=N).init)
-    params = init(jax.random.PRNGKey(0), jnp.zeros((1, H, 32)))["params"]
+    params = init(jax.random.PRNGKey(0), jnp.zeros((1, 32, H)))["params"]
     np.testing.assert_allclose(params["log_A_real"], np.full((2, H, N // 2), math.log(0.5)))
     np.testing.assert_allclose(params["A_imag"][1, 3], np.pi * np.arange(N // 2), rtol=1e-6)
     log_dt = np.asarray(params["log_dt"])
@@ -107,11 +106,11 @@ def test_fft_length_is_the_smallest_5_smooth_number_above():
 
 def test_convolve_rejects_mismatched_kernel():
     with pytest.raises(ValueError, match="kernel spectra must have shape"):
-        s4.fft_convolve(jnp.zeros((1, 2, 8)), jnp.zeros((1, 2, 7)), jnp.zeros(2))
+        s4.fft_convolve(jnp.zeros((1, 8, 2)), jnp.zeros((1, 2, 7)), jnp.zeros(2))
 
 
 def test_prepared_layer_uses_its_cached_spectra_and_only_for_their_length():
-    u = jax.random.normal(jax.random.PRNGKey(3), (2, 3, 40))  # [B, H, L]
+    u = jax.random.normal(jax.random.PRNGKey(3), (2, 40, 3))
     layer = s4.S4D(d_state=8)
     params = layer.init(jax.random.PRNGKey(0), u)["params"]
     direct = layer.apply({"params": params}, u)
@@ -120,12 +119,12 @@ def test_prepared_layer_uses_its_cached_spectra_and_only_for_their_length():
     np.testing.assert_array_equal(layer.apply({"params": params, **cache}, u), direct)
     # The output comes from the cache: zeroed spectra leave only the D skip.
     zeroed = jax.tree.map(jnp.zeros_like, cache)
-    D = params["D"][None, :, None]
+    D = params["D"][None, None, :]
     np.testing.assert_allclose(
-        layer.apply({"params": params, **zeroed}, u), jnp.concatenate([D * u, D * u], 1), atol=1e-6
+        layer.apply({"params": params, **zeroed}, u), jnp.concatenate([D * u, D * u], -1), atol=1e-6
     )
     # Another length ignores the cache and builds its own kernels.
-    v = u[..., :24]
+    v = u[:, :24]
     np.testing.assert_array_equal(
         layer.apply({"params": params, **zeroed}, v), layer.apply({"params": params}, v)
     )
@@ -133,4 +132,4 @@ def test_prepared_layer_uses_its_cached_spectra_and_only_for_their_length():
 
 def test_layer_rejects_odd_state_size():
     with pytest.raises(ValueError, match="d_state"):
-        s4.S4D(d_state=7).init(jax.random.PRNGKey(0), jnp.zeros((1, 2, 8)))
+        s4.S4D(d_state=7).init(jax.random.PRNGKey(0), jnp.zeros((1, 8, 2)))

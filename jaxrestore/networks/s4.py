@@ -143,18 +143,15 @@ def kernel_spectrum(K: jax.Array, anticausal: ArrayLike = False) -> jax.Array:
 def fft_convolve(u: jax.Array, K_f: jax.Array, D: jax.Array) -> jax.Array:
     """Returns the SSM output `y = K ∗ u + D·u` per channel, from the kernels' spectra.
 
-    Channel-major, so that the FFTs run along the contiguous axis: on the CPU a transpose fused
-    into the FFT's zero padding cost as much as the FFT itself.
-
     Args:
-      u: input, [B, H, L].
+      u: input, [B, L, H].
       K_f: the kernels' spectra from `kernel_spectrum`, [S, H, F], one set per direction S.
       D: skip weights, [H].
 
     Returns:
-      [B, S·H, L]: the S directions' outputs, concatenated along the channels.
+      [B, L, S·H]: the S directions' outputs, concatenated along the channels.
     """
-    B, H, L = u.shape
+    B, L, H = u.shape
     S = K_f.shape[0]
     n = _fft_length(2 * L)
     if K_f.shape != (S, H, n // 2 + 1):
@@ -162,10 +159,11 @@ def fft_convolve(u: jax.Array, K_f: jax.Array, D: jax.Array) -> jax.Array:
             f"kernel spectra must have shape {(S, H, n // 2 + 1)} for input {u.shape}, "
             f"got {K_f.shape}"
         )
-    u_f = jnp.fft.rfft(u, n=n)  # [B, H, n/2 + 1]
+    u_t = jnp.swapaxes(u, -1, -2)  # [B, H, L]
+    u_f = jnp.fft.rfft(u_t, n=n)  # [B, H, n/2 + 1]
     y = jnp.fft.irfft(u_f[:, None] * K_f[None], n=n)[..., :L]  # [B, S, H, L]
-    y = y + D[None, None, :, None] * u[:, None]
-    return y.reshape(B, S * H, L)
+    y = y + D[None, None, :, None] * u_t[:, None]
+    return jnp.swapaxes(y.reshape(B, S * H, L), -1, -2)
 
 
 def _s4d_lin_imag(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
@@ -186,7 +184,7 @@ def _log_dt_uniform(dt_min: float, dt_max: float) -> nn.initializers.Initializer
 
 
 class S4D(nn.Module):
-    """A (bidirectional) S4D layer: [B, H, L] → [B, H, L], or [B, 2H, L] when bidirectional.
+    """A (bidirectional) S4D layer: [B, L, H] → [B, L, H], or [B, L, 2H] when bidirectional.
 
     Parameters (S = 2 directions if bidirectional, else 1), trainable as in S4D:
     `log_A_real` a_n and `A_imag` b_n, [S, H, N/2]; `C` (real, imaginary), [S, H, N/2, 2];
@@ -206,12 +204,12 @@ class S4D(nn.Module):
 
     @nn.compact
     def __call__(self, u: jax.Array) -> jax.Array:
-        """Applies the layer to `u` of shape [B, H, L] (channel-major); returns [B, S·H, L]."""
+        """Applies the layer to `u` of shape [B, L, H]; returns [B, L, S·H]."""
         if self.d_state < 2 or self.d_state % 2:
             raise ValueError(f"d_state must be an even number ≥ 2, got {self.d_state}")
         if u.ndim != 3:
-            raise ValueError(f"S4D expects input of shape [B, H, L], got {u.shape}")
-        H, L = u.shape[1:]
+            raise ValueError(f"S4D expects input of shape [B, L, H], got {u.shape}")
+        H = u.shape[-1]
         S = 2 if self.bidirectional else 1
         modes = (S, H, self.d_state // 2)
         log_A_real = self.param(
@@ -225,14 +223,14 @@ class S4D(nn.Module):
 
         # The kernels depend on the weights and L only: a prepared model (`networks.prepare`)
         # brings their spectra in the "s4_cache" collection and skips building them per call.
-        n_freq = _fft_length(2 * L) // 2 + 1
+        n_freq = _fft_length(2 * u.shape[1]) // 2 + 1
         if self.has_variable(CACHE, "kernel_spectrum"):
             K_f = self.get_variable(CACHE, "kernel_spectrum")
             if K_f.shape[-1] == n_freq:
                 return fft_convolve(u, K_f, D)
         A = -jnp.exp(log_A_real) + 1j * A_imag
         dtA, CB = zoh_discretize(A, C[..., 0] + 1j * C[..., 1], jnp.exp(log_dt))
-        K_f = kernel_spectrum(s4d_kernel(dtA, CB, L), anticausal=jnp.arange(S) == 1)
+        K_f = kernel_spectrum(s4d_kernel(dtA, CB, u.shape[1]), anticausal=jnp.arange(S) == 1)
         if self.is_mutable_collection(CACHE) and not self.is_initializing():
             self.put_variable(CACHE, "kernel_spectrum", K_f)
         return fft_convolve(u, K_f, D)

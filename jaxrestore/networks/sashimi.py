@@ -5,20 +5,16 @@ DiffWave form of albertfgu/diffwave-sashimi (its `Sashimi` with `unet=True`), wi
 of the January-2022 S4 (same parameter count: S4's trainable C with its low-rank part is 2·N
 reals per channel, S4D's complex C plus trainable A is also 2·N, plus one log Δ).
 
-Layout: activations are channel-major, [B, H, L] (as the PyTorch reference's), so the S4D
-FFTs run along the contiguous axis with no transposes, and every 1×1 convolution is a matrix
-product `W^T·X` with the long time axis inside (`PointwiseConv`, parameters as `nn.Dense`'s, so
-weights trained in the earlier channels-last layout load unchanged). On 2 CPU cores the
-transposes around the FFTs had cost as much as the FFTs. The `n_layers` blocks of a stage run
-as one `nn.scan` (parameters stacked on a leading axis).
+Layout: activations are [B, L, H] (channels last), so every 1×1 convolution is an `nn.Dense`.
+The `n_layers` blocks of a stage run as one `nn.scan` (parameters stacked on a leading axis).
 
 - Input: 1×1 conv 1 → H, ReLU (as the reference).
 - U-Net: for each pooling factor p, `n_layers` residual blocks, then DownPool (H → H·expand,
   L → L/p); `n_layers` blocks in the centre; then mirrored: UpPool, `n_layers` blocks. Every
   block's input and every pool's input on the way down is kept and added back after the
   matching layer on the way up (SaShiMi's sequence U-Net).
-- DownPool: p consecutive samples side by side, (H, L) → (p·H, L/p), 1×1 conv to H·expand.
-  UpPool: 1×1 conv H → p·H/expand, then back to (H/expand, L·p). No causal shift: a diffusion denoiser is non-causal (the
+- DownPool: reshape (L, H) → (L/p, p·H), 1×1 conv to H·expand. UpPool: 1×1 conv H → p·H/expand,
+  reshape back to (L·p, H/expand). No causal shift: a diffusion denoiser is non-causal (the
   reference has the shift commented out too).
 - Residual block: LayerNorm over channels → + Dense(noise embedding) → bidirectional S4D (2H)
   → GELU → Dense 2H → H → residual; LayerNorm → Dense H → ff·H, GELU, ff·H → H → residual.
@@ -129,29 +125,6 @@ _FOURIER_MIN, _FOURIER_MAX = 0.1, 100.0
 _conv_init = nn.initializers.he_normal()
 
 
-class PointwiseConv(nn.Module):
-    """A 1×1 convolution of channel-major activations: [B, H, L] → [B, F, L].
-
-    Its parameters are `nn.Dense`'s (`kernel` [H, F], `bias` [F], same initialisers and
-    names), so it is the Dense of a channels-last layout applied along axis 1.
-    """
-
-    features: int
-    kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
-    bias_init: nn.initializers.Initializer = nn.initializers.zeros
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        kernel = self.param("kernel", self.kernel_init, (x.shape[1], self.features), jnp.float32)
-        bias = self.param("bias", self.bias_init, (self.features,), jnp.float32)
-        return jnp.einsum("hf,bhl->bfl", kernel, x) + bias[None, :, None]
-
-
-def _layer_norm(name: str) -> nn.LayerNorm:
-    """LayerNorm over the channels of [B, H, L] (per-channel scale and bias, [H])."""
-    return nn.LayerNorm(reduction_axes=1, feature_axes=1, name=name)
-
-
 def fourier_features(c_noise: jax.Array, dim: int) -> jax.Array:
     """Returns `[cos(ω_k·c), sin(ω_k·c)]` for dim/2 log-spaced ω_k: [B] → [B, dim]."""
     omega = jnp.geomspace(_FOURIER_MIN, _FOURIER_MAX, dim // 2, dtype=jnp.float32)
@@ -160,15 +133,15 @@ def fourier_features(c_noise: jax.Array, dim: int) -> jax.Array:
 
 
 class FiLM(nn.Module):
-    """Scales and shifts a LayerNorm's output [B, H, L] per channel from the embedding [B, E]."""
+    """Scales and shifts a LayerNorm's output [B, L, H] per channel from the embedding [B, E]."""
 
     @nn.compact
     def __call__(self, y: jax.Array, embedding: jax.Array) -> jax.Array:
-        H = y.shape[1]
+        H = y.shape[-1]
         scale, shift = jnp.split(
             nn.Dense(2 * H, kernel_init=nn.initializers.zeros, name="film")(embedding), 2, axis=-1
         )  # [B, H] each
-        return y * (1.0 + scale[:, :, None]) + shift[:, :, None]
+        return y * (1.0 + scale[:, None, :]) + shift[:, None, :]
 
 
 class ResidualBlock(nn.Module):
@@ -178,54 +151,50 @@ class ResidualBlock(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, embedding: jax.Array) -> jax.Array:
-        """Maps x [B, H, L] and the noise embedding [B, E] to [B, H, L]."""
-        H = x.shape[1]
+        """Maps x [B, L, H] and the noise embedding [B, E] to [B, L, H]."""
+        H = x.shape[-1]
         cfg = self.config
-        y = _layer_norm("norm_s4")(x)
+        y = nn.LayerNorm(name="norm_s4")(x)
         if cfg.film:
             y = FiLM(name="film_s4")(y, embedding)
         else:
-            y = y + nn.Dense(H, name="embed")(embedding)[:, :, None]
+            y = y + nn.Dense(H, name="embed")(embedding)[:, None, :]
         y = S4D(cfg.d_state, bidirectional=True, dt_min=cfg.dt_min, dt_max=cfg.dt_max)(y)
-        y = nn.gelu(y, approximate=False)  # [B, 2H, L]
-        x = x + PointwiseConv(H, name="s4_out")(y)
+        y = nn.gelu(y, approximate=False)  # [B, L, 2H]
+        x = x + nn.Dense(H, name="s4_out")(y)
 
-        y = _layer_norm("norm_ff")(x)
+        y = nn.LayerNorm(name="norm_ff")(x)
         if cfg.film:
             y = FiLM(name="film_ff")(y, embedding)
-        y = PointwiseConv(cfg.ff * H, kernel_init=_conv_init, name="ff_in")(y)
+        y = nn.Dense(cfg.ff * H, kernel_init=_conv_init, name="ff_in")(y)
         y = nn.gelu(y, approximate=False)
-        return x + PointwiseConv(H, kernel_init=_conv_init, name="ff_out")(y)
+        return x + nn.Dense(H, kernel_init=_conv_init, name="ff_out")(y)
 
 
 class DownPool(nn.Module):
-    """Pools length by p and widens channels: [B, H, L] → [B, H_out, L/p]."""
+    """Pools length by p and widens channels: [B, L, H] → [B, L/p, H_out]."""
 
     pool: int
     features: int
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        B, H, L = x.shape
-        # p consecutive samples side by side: channel j·H + h of step m is x[h, m·p + j].
-        x = x.reshape(B, H, L // self.pool, self.pool).transpose(0, 3, 1, 2)
-        x = x.reshape(B, self.pool * H, L // self.pool)
-        return PointwiseConv(self.features, kernel_init=_conv_init, name="Dense_0")(x)
+        B, L, H = x.shape
+        x = x.reshape(B, L // self.pool, self.pool * H)  # p consecutive samples side by side
+        return nn.Dense(self.features, kernel_init=_conv_init)(x)
 
 
 class UpPool(nn.Module):
-    """Mirrors DownPool: [B, H_in, L] → [B, H_out, L·p], with no causal shift."""
+    """Mirrors DownPool: [B, L, H_in] → [B, L·p, H_out], with no causal shift."""
 
     pool: int
     features: int
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        B, _, L = x.shape
-        x = PointwiseConv(self.pool * self.features, kernel_init=_conv_init, name="Dense_0")(x)
-        # Channel j·F + f of step m becomes channel f of sample m·p + j.
-        x = x.reshape(B, self.pool, self.features, L).transpose(0, 2, 3, 1)
-        return x.reshape(B, self.features, L * self.pool)
+        B, L, _ = x.shape
+        x = nn.Dense(self.pool * self.features, kernel_init=_conv_init)(x)
+        return x.reshape(B, L * self.pool, self.features)
 
 
 class _DownStep(nn.Module):
@@ -297,14 +266,14 @@ class SaShiMi(nn.Module):
         embedding = nn.silu(nn.Dense(e_mid, name="embed_mid")(embedding))
         embedding = nn.silu(nn.Dense(e_out, name="embed_out")(embedding))
 
-        h = nn.relu(PointwiseConv(cfg.d_model, kernel_init=_conv_init, name="input")(x[:, None]))
+        h = nn.relu(nn.Dense(cfg.d_model, kernel_init=_conv_init, name="input")(x[..., None]))
 
         # Down: keep every block's and every pool's input for the skip connections.
         skips = []
         H = cfg.d_model
         for level, p in enumerate(cfg.pool):
             h, block_inputs = down_stage(cfg, name=f"down{level}")(h, embedding)
-            skips.append(block_inputs)  # [n_layers, B, H, L]
+            skips.append(block_inputs)  # [n_layers, B, L, H]
             skips.append(h)
             H *= cfg.expand
             h = DownPool(p, H, name=f"down{level}_pool")(h)
@@ -321,11 +290,11 @@ class SaShiMi(nn.Module):
             h = h + skips.pop()
             h, _ = up_stage(cfg, name=f"up{level}")(h, skips.pop()[::-1], embedding)
 
-        h = _layer_norm("output_norm")(h)
+        h = nn.LayerNorm(name="output_norm")(h)
         if cfg.film:
             h = FiLM(name="output_film")(h, embedding)
-        h = nn.relu(PointwiseConv(cfg.d_model, kernel_init=_conv_init, name="output_hidden")(h))
-        out = PointwiseConv(
+        h = nn.relu(nn.Dense(cfg.d_model, kernel_init=_conv_init, name="output_hidden")(h))
+        out = nn.Dense(
             1, kernel_init=nn.initializers.zeros, bias_init=nn.initializers.zeros, name="output"
         )(h)
-        return out[:, 0]
+        return out[..., 0]
