@@ -2,6 +2,7 @@
 
 import dataclasses
 import math
+import os
 
 import jax
 import jax.numpy as jnp
@@ -216,3 +217,35 @@ def test_prepared_denoiser_equals_the_network_built_per_call(params):
     np.testing.assert_allclose(denoiser(x, sigma), c_skip * x + c_out * F, rtol=1e-6, atol=1e-7)
     # Traced weights (a training step) cannot be prepared: the network builds its kernels.
     assert jax.jit(lambda p: len(networks.prepare(MODEL, p, 64)))(params) == 0
+
+
+def _relative_error(a, b) -> float:
+    return float(np.linalg.norm(np.asarray(a) - np.asarray(b)) / np.linalg.norm(np.asarray(b)))
+
+
+@pytest.mark.parametrize("preset", ["shipped", "reference", "cpu"])
+def test_network_equals_its_earlier_implementation(preset):
+    # tests/data/sashimi_before.npz holds F and an input VJP computed by the implementation
+    # before issue #14 (commit 186be61: kernels built in every call), for the shipped weights
+    # and for both presets' layer shapes on seeded random weights. Any faster implementation
+    # must keep the parameters and the function, to float32 round-off.
+    from jaxrestore import checkpoints, pretrained
+
+    before = np.load(os.path.join(os.path.dirname(__file__), "data", "sashimi_before.npz"))
+    if preset == "shipped":
+        model, params, _ = checkpoints.load_msgpack_params(pretrained.WEIGHTS)
+    else:
+        model = sashimi.SaShiMi(sashimi.CONFIGS[preset])
+        init = jax.jit(model.init)
+        params = init(jax.random.key(0), jnp.zeros((1, 1024)), jnp.zeros((1,)))["params"]
+        kernel = 0.1 * jax.random.normal(jax.random.key(1), params["output"]["kernel"].shape)
+        params = dict(params, output={"kernel": kernel, "bias": jnp.full((1,), 0.05)})
+        if "output_film" in params:
+            film = params["output_film"]["film"]
+            film_kernel = 0.01 * jax.random.normal(jax.random.key(2), film["kernel"].shape)
+            params["output_film"] = {"film": dict(film, kernel=film_kernel)}
+    x, c = jnp.asarray(before[f"{preset}_x"]), jnp.asarray(before[f"{preset}_c"])
+    F, vjp = jax.vjp(lambda z: model.apply({"params": params}, z, c), x)
+    assert _relative_error(F, before[f"{preset}_F"]) <= 1e-5
+    cotangent = jnp.cos(jnp.asarray(before[f"{preset}_F"]))  # the one the fixture used
+    assert _relative_error(vjp(cotangent)[0], before[f"{preset}_vjp"]) <= 1e-5
