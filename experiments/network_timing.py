@@ -1,0 +1,73 @@
+r"""Times one denoiser network in a process of its own, for side-by-side runs of two trees.
+
+  python experiments/network_timing.py sashimi:cpu 65536 1 3
+  PYTHONPATH=/path/to/old/checkout python experiments/network_timing.py sashimi:cpu 65536 1 3
+
+Prints one JSON line: forward, forward + VJP with respect to the input, and the guided
+evaluation the sampler runs (forward + VJP through `networks.as_denoiser`, σ = 0.1), each the
+minimum over the repeats after compilation, with XLA's temporary memory of the forward + VJP.
+It uses only APIs that every version of the package has had (`checkpoints.model_config`,
+`build_model`, `networks.as_denoiser`), so `benchmark --sections=networks --baseline=DIR`
+runs it alternately on an older checkout and on this one.
+"""
+
+import json
+import sys
+import time
+
+
+def _best_of(fn, *args, repeats: int) -> float:
+    import jax
+
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def main(spec: str, num_samples: int, batch: int, repeats: int) -> dict:
+    import jax
+    import jax.numpy as jnp
+
+    from jaxrestore import checkpoints, networks
+
+    name, _, preset = spec.partition(":")
+    model = checkpoints.build_model(name, checkpoints.model_config(name, preset or "reference"))
+    T, B = num_samples, batch
+    params = jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, T)), jnp.zeros((1,)))["params"]
+    x = 0.1 * jax.random.normal(jax.random.key(1), (B, T))
+    c_noise = jnp.full((B,), -0.5)
+    record = {"model": spec, "num_samples": T, "batch": B, "package": networks.__file__}
+
+    forward = jax.jit(lambda x, c: model.apply({"params": params}, x, c))
+
+    def fwd_vjp(x, c):
+        out, vjp = jax.vjp(lambda z: model.apply({"params": params}, z, c), x)
+        return vjp(out)[0]
+
+    denoiser = jax.vmap(networks.as_denoiser(model, params, 0.1), in_axes=(0, None))
+
+    def guided(x, sigma):
+        out, vjp = jax.vjp(lambda z: denoiser(z, sigma), x)
+        return vjp(out)[0]
+
+    sigma = jnp.float32(0.1)
+    for key, fn, args in (
+        ("forward", forward, (x, c_noise)),
+        ("forward_vjp", jax.jit(fwd_vjp), (x, c_noise)),
+        ("guided_evaluation", jax.jit(guided), (x, sigma)),
+    ):
+        start = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        record[f"{key}_first_call_s"] = round(time.perf_counter() - start, 2)
+        record[f"{key}_s"] = round(_best_of(fn, *args, repeats=repeats), 4)
+    memory = jax.jit(fwd_vjp).lower(x, c_noise).compile().memory_analysis()
+    record["forward_vjp_temp_mib"] = round(memory.temp_size_in_bytes / 2**20, 1)
+    return record
+
+
+if __name__ == "__main__":
+    spec, num_samples, batch, repeats = sys.argv[1], *map(int, sys.argv[2:5])
+    print(json.dumps(main(spec, num_samples, batch, repeats)), flush=True)
