@@ -271,28 +271,17 @@ def sampler_section() -> None:
     op = degradations.Clip(jnp.float32(0.08))
     y = jax.vmap(op.apply)(x)
     keys = jax.random.split(jax.random.key(2), B)
+    rg_dc = (guidance.ReconstructionGuidance(), guidance.DataConsistency())
+
+    def guided_estimate(x, y, s):  # one RG + DC evaluation, as each guided pass makes
+        context = guidance.Context(y, op, 0.1, jnp.int32(0), FLAGS.sampler_steps, 1.0)
+        return guidance.guide(rg_dc, denoiser, context)(x, s)
+
     for method in ("rg+dc", "rg_drho+dc+rp"):
         config = dataclasses.replace(
             sample.PRESETS[method], sigma_data=0.1, steps=FLAGS.sampler_steps
         )
-        estimate = jax.jit(
-            jax.vmap(
-                lambda x, y, s: guidance.guided_estimate(
-                    denoiser,
-                    x,
-                    s,
-                    y,
-                    op,
-                    guidance="rg",
-                    xi=0.2,
-                    sigma_data=0.1,
-                    pigdm_scale=1.0,
-                    grad_clip=None,
-                    data_consistency=True,
-                ),
-                in_axes=(0, 0, None),
-            )
-        )
+        estimate = jax.jit(jax.vmap(guided_estimate, in_axes=(0, 0, None)))
         jax.block_until_ready(estimate(x, y, 0.5))
         eval_s, _ = timed(estimate, x, y, 0.5, repeats=FLAGS.repeats)
         record = {
@@ -323,18 +312,18 @@ def prior_section() -> None:
     """The prior's report card (`jaxrestore.report_card`), on held-out clips, dry and wet.
 
     Denoising gain per σ against the Wiener filter of the training data's average power
-    spectrum (`evaluation.wiener_prior`, the best denoiser for a Gaussian with that spectrum:
+    spectrum (`priors.wiener_prior`, the best denoiser for a Gaussian with that spectrum:
     a prior that has learned voices must beat it); HNR and SI-SDR after SDEdit from each
     `--sdedit_sigmas`; HNR of `--unconditional_clips` unconditional samples; the clean
     held-out and training clips' HNR beside them. One JSON row each, then a summary table.
     """
     import jax
 
-    from jaxrestore import evaluation, report_card
+    from jaxrestore import priors, report_card
 
     prior = cli.load_prior(FLAGS.checkpoint)
     T, n = FLAGS.sampler_length, FLAGS.prior_clips
-    wiener = evaluation.wiener_prior(T, prior.sigma_data, SAMPLE_RATE)
+    wiener = priors.wiener_prior(T, prior.sigma_data, SAMPLE_RATE)
     held_out = {s: _clips(prior, "test", s == "wet", n, T) for s in ("dry", "wet")}
     training = {s: _clips(prior, "train", s == "wet", n, T) for s in ("dry", "wet")}
     rows = report_card.report(
@@ -376,7 +365,7 @@ def sweep_section() -> None:
     import jax
     import jax.numpy as jnp
 
-    from jaxrestore import degradations, metrics, sample
+    from jaxrestore import degradations, guidance, metrics, sample
 
     prior = cli.load_prior(FLAGS.checkpoint)
     T = FLAGS.sampler_length
@@ -394,12 +383,15 @@ def sweep_section() -> None:
         for pair in FLAGS.sweep_xi:
             xi, xi_end = (float(v) for v in pair.split(":"))
             for cycles in FLAGS.sweep_cycles:
+                schedule = (
+                    guidance.ConstantXi(xi) if xi == xi_end else guidance.LinearXi(xi, xi_end)
+                )
                 config = dataclasses.replace(
                     sample.PRESETS["rg_drho+dc+rp"],
-                    sigma_data=prior.sigma_data,
-                    xi=xi,
-                    xi_end=xi_end,
-                    xi_schedule="constant" if xi == xi_end else "linear",
+                    guidance=(
+                        guidance.ReconstructionGuidance(schedule),
+                        guidance.DataConsistency(),
+                    ),
                     repaint_cycles=int(cycles),
                 )
                 record = {
@@ -412,7 +404,7 @@ def sweep_section() -> None:
                 }
                 for name, y, op, axes, metric in tasks:
                     start = time.perf_counter()
-                    x = sample.Restorer(prior.denoiser, config, operator_in_axes=axes)(y, op, keys)
+                    x = sample.Restorer(prior, config, operator_in_axes=axes)(y, op, keys)
                     if metric == "lsd":
                         value = float(jnp.mean(metrics.lsd(x, x0)))
                         record[f"{name}_input_lsd"] = round(float(jnp.mean(metrics.lsd(y, x0))), 3)
@@ -452,25 +444,19 @@ def warmstart_section() -> None:
                 return float(jnp.mean(metrics.si_sdr(x, x0))) - base
 
             aspade = jax.vmap(spade.aspade)(y, c)
-            runs = [
-                (name, dataclasses.replace(sample.PRESETS[name], sigma_data=model.sigma_data))
-                for name in ("rg+dc", "rg_drho+dc+rp")
-            ]
+            runs = [(name, sample.PRESETS[name]) for name in ("rg+dc", "rg_drho+dc+rp")]
             runs += [
                 (
                     f"aspade warm σ={s}",
                     dataclasses.replace(
-                        sample.PRESETS["rg+dc"],
-                        sigma_data=model.sigma_data,
-                        init="aspade",
-                        sigma_start=float(s),
+                        sample.PRESETS["rg+dc"], init=spade.ASpadeStart(), sigma_start=float(s)
                     ),
                 )
                 for s in FLAGS.sigma_starts
             ]
             for name, config in runs:
                 start = time.perf_counter()
-                x = sample.Restorer(model.denoiser, config)(y, op, keys)
+                x = sample.Restorer(model, config)(y, op, keys)
                 record = {
                     "section": "warmstart",
                     "set": "wet" if wet else "dry",

@@ -57,20 +57,15 @@ def enable_compilation_cache() -> None:
 
 
 def load_prior(checkpoint: str | None):
-    """Returns a `restoration.Prior` from a checkpoint (a training work dir, an exported
+    """Returns a `priors.Prior` from a checkpoint (a training work dir, an exported
     `.msgpack`) or, with None, the model shipped in the package."""
-    from jaxrestore import checkpoints, pretrained, restoration
+    from jaxrestore import checkpoints, pretrained
 
     if checkpoint is None:
-        model = pretrained.load()
-        return restoration.Prior(model.denoiser, model.sample_rate, model.sigma_data)
+        return pretrained.load()
     if not os.path.exists(checkpoint):
         raise UsageError(f"--checkpoint {checkpoint}: no such file or folder")
-    if checkpoint.endswith(".msgpack"):
-        denoiser, info = checkpoints.load_msgpack(checkpoint)
-    else:
-        denoiser, info = checkpoints.load_denoiser(checkpoint)
-    return restoration.Prior(denoiser, info.sample_rate, info.sigma_data)
+    return checkpoints.load_prior(checkpoint)
 
 
 @contextlib.contextmanager

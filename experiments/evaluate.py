@@ -13,7 +13,7 @@ Several processes (one per host, or several on one machine):
       --coordinator_address=10.0.0.1:12345 --num_processes=2 --process_id=0    # and =1
 
 --throughput prints one JSON line per (device count, batch size) instead of evaluating.
-This file is intentionally kept short: the logic is in `jaxrestore.evaluation`.
+This file is intentionally kept short: the logic is in `jaxrestore.evaluation.runner`.
 """
 
 import json
@@ -47,7 +47,7 @@ def _choices(value: str, every: tuple[str, ...]) -> tuple[str, ...]:
 
 def eval_config(config: ml_collections.ConfigDict, data_dir: str | None, sample_rate: int):
     """Converts the ConfigDict into the library's frozen `EvalConfig` (raises ValueError)."""
-    from jaxrestore import evaluation
+    from jaxrestore.evaluation import tasks
 
     fields = config.to_dict()
     folders = data_dir if data_dir is not None else fields.pop("data_dir")
@@ -55,23 +55,23 @@ def eval_config(config: ml_collections.ConfigDict, data_dir: str | None, sample_
     if data_dir is not None:
         fields["data"] = "files"  # a data folder on the command line means: evaluate on it
     fields["data_dirs"] = tuple(f for f in folders.split(",") if f)
-    fields["tasks"] = _choices(fields["tasks"], tuple(evaluation.TASKS))
-    fields["methods"] = _choices(fields["methods"], evaluation.DEFAULT_METHODS)
-    fields["sets"] = _choices(fields["sets"], evaluation.SETS)
-    unknown = sorted(set(fields) - set(evaluation.EvalConfig.__dataclass_fields__))
+    fields["tasks"] = _choices(fields["tasks"], tuple(tasks.TASKS))
+    fields["methods"] = _choices(fields["methods"], tasks.DEFAULT_METHODS)
+    fields["sets"] = _choices(fields["sets"], tasks.SETS)
+    unknown = sorted(set(fields) - set(tasks.EvalConfig.__dataclass_fields__))
     if unknown:
         raise ValueError(f"unknown config key(s) {', '.join(unknown)}")
-    return evaluation.EvalConfig(sample_rate=sample_rate, **fields)
+    return tasks.EvalConfig(sample_rate=sample_rate, **fields)
 
 
-def load_prior(name: str, num_samples: int):
+def load_prior(name: str, clip_length: int):
     """Returns the prior a config names: "pretrained", "gaussian", "wiener" or a checkpoint."""
-    from jaxrestore import evaluation
+    from jaxrestore import priors
 
     if name == "gaussian":
-        return evaluation.gaussian_prior(num_samples)
+        return priors.gaussian_prior(clip_length)
     if name == "wiener":
-        return evaluation.wiener_prior(num_samples)
+        return priors.wiener_prior(clip_length)
     return cli.load_prior(None if name == "pretrained" else name)
 
 
@@ -80,7 +80,8 @@ def main(argv: list[str]) -> None:
         raise cli.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     if _WORKDIR.value is None and not _THROUGHPUT.value:
         raise cli.UsageError("--workdir is required (or --throughput)")
-    from jaxrestore import evaluation, sample, sharding
+    from jaxrestore import sample, sharding
+    from jaxrestore.evaluation import runner, throughput
 
     if _MULTIHOST.value:
         sharding.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
@@ -94,15 +95,15 @@ def main(argv: list[str]) -> None:
         jax.local_device_count(),
         jax.device_count(),
     )
-    prior = load_prior(_CONFIG.value.prior, _CONFIG.value.num_samples)
+    prior = load_prior(_CONFIG.value.prior, _CONFIG.value.clip_length)
     config = eval_config(_CONFIG.value, _DATA_DIR.value, prior.sample_rate)
     if _THROUGHPUT.value:
         method = next((m for m in config.methods if m in sample.PRESETS), "rg+dc")
         counts = _DEVICE_COUNTS.value or [str(_NUM_DEVICES.value or jax.device_count())]
-        for record in evaluation.throughput(
-            prior.denoiser,
-            config.sampler_config(method, prior.sigma_data),
-            num_samples=config.num_samples,
+        for record in throughput.throughput(
+            prior,
+            config.sampler_config(method),
+            clip_length=config.clip_length,
             sample_rate=config.sample_rate,
             batch_sizes=[int(b) for b in _BATCH_SIZES.value],
             device_counts=[int(n) for n in counts],
@@ -112,7 +113,7 @@ def main(argv: list[str]) -> None:
                 print(json.dumps({"method": method, **record}), flush=True)
         return
     mesh = sharding.data_mesh(_NUM_DEVICES.value)
-    results = evaluation.evaluate(config, prior, _WORKDIR.value, mesh=mesh)
+    results = runner.evaluate(config, prior, _WORKDIR.value, mesh=mesh)
     if results is not None:
         print(f"wrote {_WORKDIR.value}/table1.md, table2.md, results.json", file=sys.stderr)
 

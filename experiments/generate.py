@@ -28,7 +28,7 @@ from experiments import cli
 FLAGS = flags.FLAGS
 flags.DEFINE_string("output_dir", None, "Folder for the samples (created if missing).")
 flags.DEFINE_integer("num_clips", 4, "How many samples to draw.")
-flags.DEFINE_integer("num_samples", 65536, "Samples per clip (a multiple of 256).")
+flags.DEFINE_integer("clip_length", 65536, "Samples per clip (a multiple of 256).")
 flags.DEFINE_integer("steps", 35, "Sampler steps T (Heun: 2T − 1 denoiser evaluations).")
 flags.DEFINE_float("sigma_max", 10.0, "Starting noise level σ_max (well above σ_d).")
 flags.DEFINE_float("sigma_start", None, "Start from held-out clips noised to this σ.")
@@ -50,8 +50,8 @@ def main(argv):
         raise cli.UsageError("--output_dir is required")
     if FLAGS.num_clips < 1 or FLAGS.steps < 1:
         raise cli.UsageError("--num_clips and --steps must be at least 1")
-    if FLAGS.num_samples < 256 or FLAGS.num_samples % 256:
-        raise cli.UsageError(f"--num_samples must be a multiple of 256, got {FLAGS.num_samples}")
+    if FLAGS.clip_length < 256 or FLAGS.clip_length % 256:
+        raise cli.UsageError(f"--clip_length must be a multiple of 256, got {FLAGS.clip_length}")
     if FLAGS.sigma_start is not None and not 0 < FLAGS.sigma_start <= FLAGS.sigma_max:
         raise cli.UsageError(f"--sigma_start must be in (0, σ_max], got {FLAGS.sigma_start}")
     outputs = [os.path.join(FLAGS.output_dir, f"sample{i}.wav") for i in range(FLAGS.num_clips)]
@@ -67,14 +67,12 @@ def main(argv):
     config = sample.SamplerConfig(
         steps=FLAGS.steps,
         sigma_max=FLAGS.sigma_max,
-        sigma_data=prior.sigma_data,
-        guidance="none",
-        data_consistency=False,
-        init="noise" if FLAGS.sigma_start is None else "observation",
+        guidance=(),  # no guidance: the posterior of A = 0 is the prior
+        init=sample.ColdStart() if FLAGS.sigma_start is None else sample.FromObservation(),
         sigma_start=FLAGS.sigma_start,
     )
-    B, T = FLAGS.num_clips, FLAGS.num_samples
-    restorer = sample.Restorer(prior.denoiser, config, operator_in_axes=None)
+    B, T = FLAGS.num_clips, FLAGS.clip_length
+    restorer = sample.Restorer(prior, config, operator_in_axes=None)
     keys = jax.random.split(jax.random.key(FLAGS.seed), B)
     if FLAGS.sigma_start is None:
         reference = _data_clips(B, T, "train")

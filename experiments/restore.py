@@ -40,7 +40,7 @@ flags.DEFINE_enum(
 flags.DEFINE_float(
     "sigma_start", None, "Warm start level: run only the steps below it (needs --init)."
 )
-flags.DEFINE_integer("num_samples", 1, "Posterior samples; >1 also writes each, and a spread.")
+flags.DEFINE_integer("num_draws", 1, "Posterior draws; >1 writes their mean, each, and a spread.")
 flags.DEFINE_integer("seed", 0, "Random seed.")
 flags.DEFINE_string("checkpoint", None, "A training work dir or exported model; default: shipped.")
 flags.DEFINE_integer("batch_size", 4, "Segments restored per compiled call.")
@@ -57,7 +57,7 @@ DEFAULT_METHOD = {"declip": "rg_drho+dc+rp", "bwe": "rg+dc", "inpaint": "rg+dc"}
 def main(argv):
     del argv
     cli.enable_compilation_cache()
-    from jaxrestore import audio, restoration, sample  # after the cache is set up
+    from jaxrestore import audio, restoration, sample, spade  # after the cache is set up
 
     if not FLAGS.input or not FLAGS.output:
         raise cli.UsageError("--input and --output are required")
@@ -66,8 +66,8 @@ def main(argv):
         raise cli.UsageError("--output is the same file as --input; refusing to overwrite it")
     stem, extension = os.path.splitext(target)
     outputs = [target]
-    if FLAGS.num_samples > 1:
-        outputs += [f"{stem}.sample{s}{extension}" for s in range(FLAGS.num_samples)]
+    if FLAGS.num_draws > 1:
+        outputs += [f"{stem}.sample{s}{extension}" for s in range(FLAGS.num_draws)]
         outputs += [f"{stem}.spread.png"]
     if FLAGS.plot:
         outputs.append(f"{stem}.png")
@@ -104,7 +104,7 @@ def main(argv):
                 f"unknown --method {method!r}; use one of {sorted(sample.PRESETS)}, aspade, sspade"
             )
         prior = cli.load_prior(FLAGS.checkpoint)
-        config = dataclasses.replace(sample.PRESETS[method], sigma_data=prior.sigma_data)
+        config = sample.PRESETS[method]  # σ_d comes with the prior
         if FLAGS.steps is not None:
             config = dataclasses.replace(config, steps=FLAGS.steps)
         if FLAGS.sigma_start is not None and FLAGS.init is None:
@@ -112,20 +112,25 @@ def main(argv):
         if FLAGS.init == "aspade" and FLAGS.task != "declip":
             raise cli.UsageError("--init=aspade is a declipper's output; use it with --task=declip")
         if FLAGS.init is not None:
-            config = dataclasses.replace(config, init=FLAGS.init, sigma_start=FLAGS.sigma_start)
+            init = {
+                "noise": sample.ColdStart(),
+                "observation": sample.FromObservation(),
+                "aspade": spade.ASpadeStart(),
+            }[FLAGS.init]
+            config = dataclasses.replace(config, init=init, sigma_start=FLAGS.sigma_start)
         settings = restoration.Settings(
             task=FLAGS.task,
             config=config,
             clip_threshold=FLAGS.clip_threshold,
             cutoff_hz=FLAGS.cutoff_hz,
-            num_samples=FLAGS.num_samples,
+            num_draws=FLAGS.num_draws,
             seed=FLAGS.seed,
             segment_length=FLAGS.segment_length,
             batch_size=FLAGS.batch_size,
         )
         with cli.progress_bar(f"{FLAGS.task} ({method})") as progress:
             result = restoration.restore_recording(x, rate, prior, settings, progress)
-        mean, samples = result.mean, result.samples
+        mean, samples = result.mean, result.draws
         settings = dataclasses.replace(
             settings, clip_threshold=result.clip_threshold, cutoff_hz=result.cutoff_hz
         )
@@ -136,8 +141,8 @@ def main(argv):
     if subtype != "FLOAT" and float(abs(samples).max()) > 1.0:
         logging.warning("the restoration peaks above full scale; %s clips it (use .wav)", target)
     audio.write_audio(target, mean, rate, subtype=subtype, overwrite=FLAGS.overwrite)
-    if FLAGS.num_samples > 1:
-        for s in range(FLAGS.num_samples):
+    if FLAGS.num_draws > 1:
+        for s in range(FLAGS.num_draws):
             audio.write_audio(
                 outputs[1 + s], samples[s], rate, subtype=subtype, overwrite=FLAGS.overwrite
             )

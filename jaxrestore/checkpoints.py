@@ -12,6 +12,8 @@ listed, so a run killed while saving resumes from the previous complete step.
 
 `export_msgpack` writes the EMA weights with `flax.serialization` (msgpack, no pickle) and a JSON
 sidecar; `load_msgpack` reads them back. That pair is how a pretrained model ships in the package.
+Every loader of weights returns a `priors.Prior` (`load_prior` takes either kind of path); the
+`CheckpointInfo` it carries is the on-disk record of what the network is.
 """
 
 import dataclasses
@@ -27,10 +29,12 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
-from jaxrestore import edm, networks
+from jaxrestore import edm, networks, priors
 
 MODEL_NAMES = ("sashimi", "cqtdiff")
 _FORMAT = "jaxrestore-denoiser-v1"
+# Clip lengths every network here accepts are multiples of this (SaShiMi's pooling, CQT frames).
+LENGTH_MULTIPLE = 256
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +63,17 @@ class CheckpointInfo:
     def denoiser(self, model: nn.Module, params: Any) -> edm.Denoiser:
         """Returns the preconditioned denoiser of the network `model` with weights `params`."""
         return networks.as_denoiser(model, params, self.sigma_data, self.spectrum)
+
+    def prior(self, model: nn.Module, params: Any) -> priors.Prior:
+        """Returns the `Prior` of the network `model` with weights `params`: its denoiser, rate
+        and σ_d, with this record as its `info`."""
+        return priors.Prior(
+            denoiser=self.denoiser(model, params),
+            sample_rate=self.sample_rate,
+            sigma_data=self.sigma_data,
+            length_multiple=LENGTH_MULTIPLE,
+            info=self,
+        )
 
 
 def network_module(model_name: str):
@@ -145,9 +160,9 @@ def config_from_json(model_name: str, fields: dict[str, Any]) -> Any:
     return config_class(**_as_tuples(fields))
 
 
-def abstract_params(model: nn.Module, num_samples: int) -> Any:
+def abstract_params(model: nn.Module, clip_length: int) -> Any:
     """Returns the shapes and dtypes of the model's parameters, without computing them."""
-    x = jnp.zeros((1, num_samples), jnp.float32)  # [1, T]
+    x = jnp.zeros((1, clip_length), jnp.float32)  # [1, T]
     c_noise = jnp.zeros((1,), jnp.float32)  # [1]
     return jax.eval_shape(model.init, jax.random.key(0), x, c_noise)["params"]
 
@@ -248,6 +263,14 @@ def _checkpoint_directory(directory: str | os.PathLike) -> Path:
     return directory
 
 
+def _clip_length(fields: dict[str, Any]) -> int:
+    """Returns the clip length a stored config or sidecar records (4,096 if none).
+
+    Files written before the field was renamed call it `num_samples`.
+    """
+    return int(fields.get("clip_length", fields.get("num_samples", 4096)))
+
+
 def _info_from_metadata(metadata: dict[str, Any]) -> CheckpointInfo:
     """Builds the `CheckpointInfo` that a metadata dict describes."""
     name = metadata["model_name"]
@@ -279,8 +302,7 @@ def load_params(
         step = _existing_step(manager, step)
         info = _info_from_metadata(read_metadata(manager, step))
         model = build_model(info.model_name, info.model_config)
-        num_samples = int(info.train_config.get("num_samples", 4096))
-        abstract = abstract_params(model, num_samples)
+        abstract = abstract_params(model, _clip_length(info.train_config))
         restored = manager.restore(
             step, args=ocp.args.Composite(ema_params=ocp.args.StandardRestore(abstract))
         )
@@ -290,17 +312,15 @@ def load_params(
     return model, ema_params, info
 
 
-def load_denoiser(
-    checkpoint_dir: str | os.PathLike, step: int | None = None
-) -> tuple[edm.Denoiser, CheckpointInfo]:
-    """Returns the EMA denoiser `D(x; σ)` of a checkpoint (x of shape [T], σ scalar) and its info.
+def load_denoiser(checkpoint_dir: str | os.PathLike, step: int | None = None) -> priors.Prior:
+    """Returns the EMA prior of a checkpoint: its denoiser `D(x; σ)` (x [T], σ scalar) and info.
 
     Args:
       checkpoint_dir: a training workdir or its `checkpoints` folder.
       step: the step to load; the latest complete one when None.
     """
     model, ema_params, info = load_params(checkpoint_dir, step)
-    return info.denoiser(model, ema_params), info
+    return info.prior(model, ema_params)
 
 
 def _sidecar_path(path: Path) -> Path:
@@ -326,13 +346,11 @@ def export_msgpack(
       The path of the msgpack file.
     """
     _, ema_params, info = load_params(checkpoint_dir, step)
-    return write_msgpack(
-        out_path, ema_params, info, num_samples=int(info.train_config.get("num_samples", 4096))
-    )
+    return write_msgpack(out_path, ema_params, info, clip_length=_clip_length(info.train_config))
 
 
 def write_msgpack(
-    out_path: str | os.PathLike, params: Any, info: CheckpointInfo, num_samples: int = 4096
+    out_path: str | os.PathLike, params: Any, info: CheckpointInfo, clip_length: int = 4096
 ) -> Path:
     """Writes parameters as msgpack (pickle-free) with the JSON sidecar `load_msgpack` reads.
 
@@ -340,7 +358,7 @@ def write_msgpack(
       out_path: the `.msgpack` file to write.
       params: the network's parameters.
       info: what the network is (model name and config, σ_d, sample rate, step).
-      num_samples: a clip length the network accepts, to rebuild its parameter shapes.
+      clip_length: a clip length the network accepts, to rebuild its parameter shapes.
     """
     out_path = Path(out_path)
     if out_path.suffix != ".msgpack":
@@ -354,7 +372,7 @@ def write_msgpack(
         "sigma_data": info.sigma_data,
         "sample_rate": info.sample_rate,
         "step": info.step,
-        "num_samples": int(num_samples),
+        "clip_length": int(clip_length),
         "spectrum": None if info.spectrum is None else [float(v) for v in info.spectrum],
     }
     _sidecar_path(out_path).write_text(json.dumps(sidecar, indent=2) + "\n")
@@ -377,7 +395,7 @@ def load_msgpack_params(path: str | os.PathLike) -> tuple[nn.Module, Any, Checkp
     info = _info_from_metadata(sidecar)
     model = build_model(info.model_name, info.model_config)
     params = flax.serialization.msgpack_restore(path.read_bytes())
-    expected = abstract_params(model, int(sidecar["num_samples"]))
+    expected = abstract_params(model, _clip_length(sidecar))
     got = jax.tree.map(lambda a: (np.shape(a), np.asarray(a).dtype), params)
     want = jax.tree.map(lambda a: (a.shape, a.dtype), expected)
     if got != want:
@@ -385,7 +403,20 @@ def load_msgpack_params(path: str | os.PathLike) -> tuple[nn.Module, Any, Checkp
     return model, jax.tree.map(jnp.asarray, params), info
 
 
-def load_msgpack(path: str | os.PathLike) -> tuple[edm.Denoiser, CheckpointInfo]:
-    """Returns the denoiser `D(x; σ)` and info of an `export_msgpack` file."""
+def load_msgpack(path: str | os.PathLike) -> priors.Prior:
+    """Returns the prior (denoiser `D(x; σ)`, rate, σ_d and info) of an `export_msgpack` file."""
     model, params, info = load_msgpack_params(path)
-    return info.denoiser(model, params), info
+    return info.prior(model, params)
+
+
+def load_prior(path: str | os.PathLike) -> priors.Prior:
+    """Returns the prior of a training work dir (its latest checkpoint) or an exported `.msgpack`.
+
+    Raises:
+      ValueError: `path` does not exist, or holds neither.
+    """
+    if not os.path.exists(path):
+        raise ValueError(f"{path}: no such file or folder")
+    if str(path).endswith(".msgpack"):
+        return load_msgpack(path)
+    return load_denoiser(path)

@@ -22,7 +22,7 @@ import jax
 import numpy as np
 from jax.typing import ArrayLike
 
-from jaxrestore import vggish
+from jaxrestore import metrics, vggish
 
 VGGISH_WEIGHTS_ENV = "VGGISH_WEIGHTS"
 FAD_NAME = "FAD (VGGish)"
@@ -151,11 +151,9 @@ def vggish_embedding_set(
 
 
 def _frechet(a: EmbeddingSet, b: EmbeddingSet) -> float:
-    from jaxrestore.metrics import frechet_distance  # imported on use (metrics imports us lazily)
-
     if a.mu.shape != b.mu.shape:
         raise ValueError(f"embedding sizes differ: {a.mu.shape} and {b.mu.shape}")
-    return frechet_distance(a.mu, a.sigma, b.mu, b.sigma)
+    return metrics.frechet_distance(a.mu, a.sigma, b.mu, b.sigma)
 
 
 def fad(

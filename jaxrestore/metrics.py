@@ -1,9 +1,8 @@
-"""Evaluation metrics: SI-SDR, SDR, log-spectral distance, Fréchet distance, harmonicity (HNR),
-real-time factor.
+"""Evaluation metrics: SI-SDR, SDR, log-spectral distance, Fréchet distance, HNR, real-time factor.
 
-DESIGN.md §7. The signal metrics are `jnp` functions over [..., T] (batch axes first) and are
-`jit`/`vmap`-safe; the Fréchet distance and the harmonicity are float64 NumPy, run once per
-evaluation.
+DESIGN.md §7; FAD, the Fréchet distance of VGGish embeddings, is in `jaxrestore.fad`. The
+signal metrics are `jnp` functions over [..., T] (batch axes first) and are `jit`/`vmap`-safe;
+the Fréchet distance and the harmonicity are float64 NumPy, run once per evaluation.
 """
 
 import jax
@@ -198,10 +197,3 @@ def real_time_factor(seconds: float, num_samples: int, sample_rate: float) -> fl
             f"{seconds}, {num_samples}, {sample_rate}"
         )
     return seconds * sample_rate / num_samples
-
-
-def fad(reference_audio, restored_audio, **kwargs):
-    """Returns the Fréchet Audio Distance; see `jaxrestore.fad.fad` (imported on use)."""
-    from jaxrestore import fad as fad_module  # VGGish and its weights only when asked for.
-
-    return fad_module.fad(reference_audio, restored_audio, **kwargs)

@@ -1,16 +1,69 @@
-"""Closed-form Gaussian priors: exact denoisers and posteriors to check samplers against truth.
+"""Priors: the `Prior` object (a denoiser and its conditions) and the closed-form baselines.
 
-A circular stationary Gaussian prior with power spectrum S(f) has independent DFT bins, so
+`Prior` is what every loaded model is (`pretrained.load()`, `checkpoints.load_prior`) and what
+the sampler takes in place of a bare denoiser (DESIGN §9). The baselines need no training:
+a circular stationary Gaussian prior with power spectrum S(f) has independent DFT bins, so
 its exact denoiser is the Wiener filter `S/(S + σ²)` applied in the Fourier domain, and an
-ideal low-pass observation leaves the observed bins known and the others at the prior.
+ideal low-pass observation leaves the observed bins known and the others at the prior. They
+check samplers against truth (`pink`, `white`) and are the structure-free baseline a learned
+prior must beat (`wiener_prior`).
 """
 
 import dataclasses
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
+
+from jaxrestore import edm
+from jaxrestore.data import synthetic
+
+
+def level_gain(y: ArrayLike, sigma_data: float) -> float:
+    """Returns `σ_d / RMS(y)`, the gain that brings an observation to the prior's level.
+
+    The RMS is taken over every sample of `y` (all channels) in float64; a silent `y` counts
+    as RMS 1e-8.
+    """
+    rms = float(np.sqrt(np.mean(np.square(np.asarray(y), dtype=np.float64))))
+    return sigma_data / max(rms, 1e-8)
+
+
+@dataclasses.dataclass(frozen=True)
+class Prior:
+    """A diffusion prior: its denoiser and the conditions it was trained under (DESIGN §9).
+
+    A `Prior` is itself a denoiser, `prior(x, sigma) = prior.denoiser(x, sigma)`, so it goes
+    wherever a bare `denoiser(x, sigma)` does; the sampler then takes σ_d from it.
+
+    Attributes:
+      denoiser: `D(x, sigma)`, [T] and a scalar to [T].
+      sample_rate: the rate it was trained at, in Hz.
+      sigma_data: σ_d, the RMS level of the clips it was trained on.
+      length_multiple: clip lengths it accepts are multiples of this.
+      info: what its checkpoint says of itself (`checkpoints.CheckpointInfo`: network, steps,
+        training config), None for a closed-form prior.
+    """
+
+    denoiser: edm.Denoiser
+    sample_rate: int
+    sigma_data: float
+    length_multiple: int = 1
+    info: Any = None
+
+    def __call__(self, x: jax.Array, sigma: ArrayLike) -> jax.Array:
+        return self.denoiser(x, sigma)
+
+    def normalize(self, y: ArrayLike) -> tuple[Any, float]:
+        """Brings an observation to the prior's level: returns `(g·y, g)`, `g = σ_d/RMS(y)`."""
+        gain = level_gain(y, self.sigma_data)
+        return y * gain, gain
+
+    def denormalize(self, x: ArrayLike, gain: float) -> Any:
+        """Takes a restoration at the prior's level back to the observation's: `x / g`."""
+        return x / gain
 
 
 @jax.tree_util.register_dataclass
@@ -101,3 +154,43 @@ def ideal_lowpass(num_samples: int, cutoff: float) -> FourierMask:
     """Returns the ideal low-pass at `cutoff` cycles per sample (Nyquist 0.5)."""
     f = np.fft.rfftfreq(num_samples)
     return FourierMask(keep=jnp.asarray(f < cutoff, jnp.float32))
+
+
+def gaussian_prior(num_samples: int, sigma_data: float = 0.1, sample_rate: int = 22050) -> Prior:
+    """Returns the closed-form prior of the tests: the exact Wiener denoiser of a pink Gaussian.
+
+    `pink(T, σ_d²)` needs no training and no weights; clips must be `num_samples` long.
+    """
+    return Prior(pink(num_samples, sigma_data**2).denoiser, sample_rate, sigma_data)
+
+
+def wiener_prior(
+    num_samples: int,
+    sigma_data: float = 0.23,
+    sample_rate: int = 22050,
+    num_clips: int = 64,
+    frame: int = 512,
+) -> Prior:
+    """Returns the best prior that knows no structure: a stationary Gaussian fitted to the data.
+
+    Its power spectrum is Welch's estimate (Hann frames of `frame` samples, hop frame/2) over
+    `num_clips` clips of the synthetic voice's training split (half dry, half wet), each scaled
+    to RMS `sigma_data` as restorations see clips, interpolated to the clip's DFT bins. Many
+    clips (many notes) and short frames average out the partials of particular notes: a
+    spectrum of a few notes is a comb that filters away the partials of every other note
+    (with 8 clips the filter is worse than none). Its exact denoiser is the Wiener filter. A
+    learned prior is only worth its training where it beats this one. Clips must be
+    `num_samples` long.
+    """
+    length = max(num_samples, 4 * frame)
+    clips = []
+    for wet in (False, True):
+        data = synthetic.SyntheticVocals(wet=wet, sample_rate=sample_rate).split("train")
+        clips += [data.segment(i, length) for i in range(num_clips // 2)]
+    x = np.stack(clips)
+    x = x * sigma_data / np.sqrt(np.mean(x**2, axis=-1, keepdims=True))
+    welch = welch_power(x, frame)
+    power = np.interp(np.fft.rfftfreq(num_samples), np.fft.rfftfreq(frame), welch)
+    return Prior(
+        StationaryGaussian(jnp.asarray(power, jnp.float32)).denoiser, sample_rate, sigma_data
+    )

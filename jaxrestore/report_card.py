@@ -1,7 +1,7 @@
 """The prior's report card: how much of a voice a denoiser knows, in four numbers per set.
 
 1. Denoising gain `10·log10(σ²/MSE)` per σ on held-out clips, beside a baseline prior's (the
-   Wiener filter of the data's spectrum, `evaluation.wiener_prior`: the best prior that knows
+   Wiener filter of the data's spectrum, `priors.wiener_prior`: the best prior that knows
    no pitch, harmonics or phrasing).
 2. SDEdit (Meng et al. 2022): the held-out clips noised to σ_start and sampled down from there
    with no observation. A prior that knows a voice locks onto the pitch it can still see and
@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrestore import degradations, edm, metrics, restoration, sample
+from jaxrestore import degradations, edm, metrics, priors, sample
 
 
 def scale_to_sigma_data(clips: np.ndarray, sigma_data: float) -> np.ndarray:
@@ -58,9 +58,8 @@ def sample_from(
         steps=steps,
         sigma_max=sigma_max,
         sigma_data=sigma_data,
-        guidance="none",
-        data_consistency=False,
-        init="noise" if sigma_start is None else "observation",
+        guidance=(),  # no guidance, no data consistency
+        init=sample.ColdStart() if sigma_start is None else sample.FromObservation(),
         sigma_start=sigma_start,
     )
     N, T = start.shape
@@ -71,7 +70,7 @@ def sample_from(
 
 
 def report(
-    prior: restoration.Prior,
+    prior: priors.Prior,
     held_out: Mapping[str, np.ndarray],
     training: Mapping[str, np.ndarray],
     key: jax.Array,

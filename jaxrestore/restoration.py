@@ -16,7 +16,7 @@ import scipy.ndimage
 import scipy.signal
 
 from jaxrestore import audio as audio_io
-from jaxrestore import degradations, edm, sample
+from jaxrestore import degradations, priors, sample, spade
 
 TASKS = ("declip", "bwe", "inpaint")
 
@@ -144,17 +144,6 @@ def join_segments(segments: np.ndarray, num_samples: int, overlap: int) -> np.nd
 
 
 @dataclasses.dataclass(frozen=True)
-class Prior:
-    """A denoiser and the conditions it was trained under."""
-
-    denoiser: edm.Denoiser
-    sample_rate: int
-    sigma_data: float
-    # Clip lengths the network accepts are multiples of this.
-    length_multiple: int = 256
-
-
-@dataclasses.dataclass(frozen=True)
 class Settings:
     """How to restore: the task, its parameters (None: estimate) and the sampler.
 
@@ -163,7 +152,7 @@ class Settings:
       config: the sampler configuration.
       clip_threshold: c at the recording's own level and rate (declip).
       cutoff_hz: the band limit (bwe).
-      num_samples: posterior samples per recording.
+      num_draws: posterior draws (samples of p(x0 | y)) per recording.
       seed: the random seed; segment k, sample s uses fold_in(fold_in(key(seed), k), s).
       segment_length: model-rate samples per segment (a multiple of the prior's).
       overlap: model-rate samples shared by neighbouring segments; None: 1/16 of a segment.
@@ -174,7 +163,7 @@ class Settings:
     config: sample.SamplerConfig
     clip_threshold: float | None = None
     cutoff_hz: float | None = None
-    num_samples: int = 1
+    num_draws: int = 1
     seed: int = 0
     segment_length: int = 65536
     overlap: int | None = None
@@ -183,9 +172,9 @@ class Settings:
 
 @dataclasses.dataclass(frozen=True)
 class Result:
-    """Restorations at the input's rate: `samples` [S, C, T]; their mean [C, T]."""
+    """Restorations at the input's rate: the posterior `draws` [S, C, T]; their mean [C, T]."""
 
-    samples: np.ndarray
+    draws: np.ndarray
     mean: np.ndarray
     clip_threshold: float | None
     cutoff_hz: float | None
@@ -206,8 +195,8 @@ def resolve_settings(x: np.ndarray, sample_rate: int, settings: Settings) -> Set
     """Fills in (or checks) the clipping threshold and cutoff from the recording [C, T]."""
     if settings.task not in TASKS:
         raise RestorationError(f"task must be one of {TASKS}, got {settings.task!r}")
-    if settings.num_samples < 1:
-        raise RestorationError(f"num_samples must be at least 1, got {settings.num_samples}")
+    if settings.num_draws < 1:
+        raise RestorationError(f"num_draws must be at least 1, got {settings.num_draws}")
     if settings.overlap is None:
         settings = dataclasses.replace(settings, overlap=settings.segment_length // 16)
     if not 0 <= settings.overlap <= settings.segment_length // 2:
@@ -240,7 +229,7 @@ def resolve_settings(x: np.ndarray, sample_rate: int, settings: Settings) -> Set
 def restore_recording(
     x: np.ndarray,
     sample_rate: int,
-    prior: Prior,
+    prior: priors.Prior,
     settings: Settings,
     progress: Callable[[int, int], None] | None = None,
 ) -> Result:
@@ -249,7 +238,7 @@ def restore_recording(
     Args:
       x: the degraded recording, [C, T] float32.
       sample_rate: its rate.
-      prior: the denoiser and its training rate and scale.
+      prior: the denoiser, its rate, level and the lengths it accepts.
       settings: task and sampler settings (estimates are filled in here).
       progress: called as `progress(done, total)` in denoiser evaluations.
 
@@ -269,15 +258,15 @@ def restore_recording(
     if settings.task == "declip":
         # Resampling smears a clipped plateau; clip again so that y = A(x) holds exactly.
         y = np.clip(y, -settings.clip_threshold, settings.clip_threshold)
-    # The prior knows one loudness: bring the recording's RMS to σ_d and back afterwards.
-    gain = prior.sigma_data / max(float(np.sqrt(np.mean(y**2))), 1e-8)
+    # The prior knows one loudness: bring the recording to its level and back afterwards.
+    y_prior, gain = prior.normalize(y)
 
     def split(signal):  # [C, T'] → [C·N, L]
         return np.concatenate(
             [split_segments(ch, settings.segment_length, settings.overlap) for ch in signal]
         )
 
-    segments = split(gain * y)
+    segments = split(y_prior)
     per_channel = segments.shape[0] // channels
     masks = None
     if settings.task == "inpaint":
@@ -287,11 +276,11 @@ def restore_recording(
         masks = 1.0 - split(1.0 - gaps)  # the end padding counts as observed silence
         segments = segments * masks
     operator, in_axes = _operator(settings, masks, gain, prior.sample_rate)
-    restorer = sample.Restorer(prior.denoiser, settings.config, operator_in_axes=in_axes)
+    restorer = sample.Restorer(prior, settings.config, operator_in_axes=in_axes)
 
-    clips = [(k, s) for k in range(segments.shape[0]) for s in range(settings.num_samples)]
+    clips = [(k, s) for k in range(segments.shape[0]) for s in range(settings.num_draws)]
     key = jax.random.key(settings.seed)
-    out = np.zeros((segments.shape[0], settings.num_samples, settings.segment_length), np.float32)
+    out = np.zeros((segments.shape[0], settings.num_draws, settings.segment_length), np.float32)
     # A short recording needs no padding up to a batch it cannot fill.
     batch_size = min(settings.batch_size, len(clips))
     total = restorer.nfe * int(np.ceil(len(clips) / batch_size))
@@ -311,15 +300,17 @@ def restore_recording(
         for row, (k, s) in enumerate(batch):
             out[k, s] = x_hat[row]
 
-    samples = np.zeros((settings.num_samples, channels, length), np.float32)
+    samples = np.zeros((settings.num_draws, channels, length), np.float32)
     for ch in range(channels):
         rows = out[ch * per_channel : (ch + 1) * per_channel]
-        for s in range(settings.num_samples):
-            joined = join_segments(rows[:, s], y.shape[-1], settings.overlap) / gain
+        for s in range(settings.num_draws):
+            joined = prior.denormalize(
+                join_segments(rows[:, s], y.shape[-1], settings.overlap), gain
+            )
             back = audio_io.resample(joined, prior.sample_rate, sample_rate)[:length]
             samples[s, ch, : back.shape[-1]] = back
     return Result(
-        samples=samples,
+        draws=samples,
         mean=samples.mean(axis=0),
         clip_threshold=settings.clip_threshold,
         cutoff_hz=settings.cutoff_hz,
@@ -329,8 +320,6 @@ def restore_recording(
 
 def declip_classical(x: np.ndarray, threshold: float, method: str = "aspade") -> np.ndarray:
     """Declips every channel of `x` [C, T] with SPADE (DESIGN §4.7), no prior needed."""
-    from jaxrestore import spade  # Only this path needs it.
-
     check_recording(x)
     return np.stack([np.asarray(spade.declip(ch, threshold, method=method)) for ch in x])
 

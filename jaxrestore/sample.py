@@ -9,7 +9,8 @@ and can report progress.
 
 One step from σ_i to σ_{i+1} (DESIGN §3, Karras et al. 2022 Algorithm 2):
   1. churn:   σ̂ = σ_i(1+γ_i),  x̂ = x + √(σ̂² − σ_i²)·S_noise·ε
-  2. estimate x̂0 = D(x̂; σ̂), guided (RG / ΠGDM) and projected (DC)   (guidance.py)
+  2. estimate x̂0 = D(x̂; σ̂) of the denoiser the config's guidance transforms made
+     (RG / ΠGDM, then DC: guidance.py)
   3. Euler:   d = (x̂ − x̂0)/σ̂,  x' = x̂ + (σ_{i+1} − σ̂)·d
   4. Heun:    a second guided estimate at σ_{i+1}, average slope (all but the last step)
   5. RePaint: for the U(t) cycles this step owes, re-noise x' to σ_i and repeat the step.
@@ -20,21 +21,43 @@ own key, never on its batch or device.
 
 import dataclasses
 import functools
-from collections.abc import Callable
-from typing import Any
+import types
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrestore import edm, guidance
-
-GUIDANCE_METHODS = ("none", "rg", "pigdm")
-XI_SCHEDULES = ("constant", "linear", "sigma_power")
-INITS = ("noise", "observation", "aspade")
+from jaxrestore import edm, guidance, priors, spade
 
 # fold_in datum of the initial noise; steps use their index, so this must not be one.
 _INIT_SALT = 0x7FFFFFFF
+
+
+class Initializer(Protocol):
+    """Where a warm start begins (DESIGN §4.6): `x_init` for one clip, before any noise."""
+
+    def __call__(self, y: jax.Array, operator: guidance.Operator) -> jax.Array: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class ColdStart:
+    """The cold start: `x_init = 0`, so the sampler starts from pure noise at σ_max."""
+
+    def __call__(self, y: jax.Array, operator: guidance.Operator) -> jax.Array:
+        return jnp.zeros_like(y)
+
+
+@dataclasses.dataclass(frozen=True)
+class FromObservation:
+    """A warm start from the observation: `x_init = A†y`, for any task."""
+
+    def __call__(self, y: jax.Array, operator: guidance.Operator) -> jax.Array:
+        return operator.pinv(y)
+
+
+Transforms = tuple[guidance.Transform, ...]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,22 +70,17 @@ class SamplerConfig:
       s_churn, s_tmin, s_tmax, s_noise: stochastic churn; γ = min(S_churn/T, √2−1) on
         levels with S_tmin ≤ σ_i ≤ S_tmax.
       heun: Heun's second-order correction on every step but the last.
-      sigma_data: σ_d of the prior; ΠGDM's `r²` uses it (set it to the model's).
-      guidance: "none", "rg" (reconstruction guidance) or "pigdm".
-      xi: RG's scale ξ (at the first step for the "linear" schedule).
-      xi_schedule: RG δρ (DESIGN §4.2): "constant" ξ; "linear" in the step index from `xi`
-        to `xi_end`; "sigma_power" ξ·(σ/σ_max)^xi_power.
-      xi_end: ξ at the last step for the "linear" schedule.
-      xi_power: exponent of the "sigma_power" schedule.
-      grad_clip: element-wise bound on the guidance gradient (CQT-Diff's `treshold_on_grads`);
-        None or 0 for none.
-      pigdm_scale: strength of the ΠGDM update.
-      data_consistency: project each estimate onto the set consistent with `y` (DC).
+      sigma_data: σ_d of a bare denoiser, for ΠGDM's `r²`; a `priors.Prior` brings its own,
+        which takes precedence.
       repaint_cycles: u, the extra re-noise-and-redo cycles per step inside the window.
       repaint_window: (φ1, φ2): the cycles run on steps with φ1·T/3 ≤ t ≤ φ2·T/3, t = T − i.
-      init: warm start (DESIGN §4.6): "noise" (cold), "observation" (A†y) or "aspade".
+      init: where a warm start begins (DESIGN §4.6): `ColdStart()`, `FromObservation()` (A†y),
+        `spade.ASpadeStart()` or any `Initializer`.
       sigma_start: start at the first level σ_k ≤ sigma_start from `x_init + σ_k·ε` and run
         only the remaining steps; None starts at σ_max.
+      guidance: the transforms that turn the denoiser into the guided one, applied in order
+        (`guidance.guide`): e.g. `(ReconstructionGuidance(), DataConsistency())` for RG + DC;
+        `()` samples the prior unguided. The default is CQT-Diff's RG, ξ = 0.2.
     """
 
     steps: int = 35
@@ -75,18 +93,13 @@ class SamplerConfig:
     s_noise: float = 1.0
     heun: bool = True
     sigma_data: float = 0.057
-    guidance: str = "rg"
-    xi: float = 0.2
-    xi_schedule: str = "constant"
-    xi_end: float = 0.2
-    xi_power: float = 0.0
-    grad_clip: float | None = None
-    pigdm_scale: float = 1.0
-    data_consistency: bool = False
     repaint_cycles: int = 0
     repaint_window: tuple[float, float] = (1.0, 2.0)
-    init: str = "noise"
+    init: Initializer = ColdStart()
     sigma_start: float | None = None
+    # The annotation is evaluated after the default is bound to the name `guidance` in the
+    # class body, where it hides the module: hence the alias.
+    guidance: Transforms = (guidance.ReconstructionGuidance(),)
 
     def __post_init__(self):
         if self.steps < 1:
@@ -95,12 +108,16 @@ class SamplerConfig:
             raise ValueError(
                 f"need 0 < sigma_min <= sigma_max, got {self.sigma_min}, {self.sigma_max}"
             )
-        if self.guidance not in GUIDANCE_METHODS:
-            raise ValueError(f"guidance must be one of {GUIDANCE_METHODS}, got {self.guidance!r}")
-        if self.xi_schedule not in XI_SCHEDULES:
-            raise ValueError(f"xi_schedule must be one of {XI_SCHEDULES}, got {self.xi_schedule!r}")
-        if self.init not in INITS:
-            raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
+        if isinstance(self.guidance, str) or not all(callable(t) for t in self.guidance):
+            raise ValueError(
+                "guidance must be a sequence of transforms (e.g. guidance.ReconstructionGuidance(),"
+                f" guidance.DataConsistency()), got {self.guidance!r}"
+            )
+        if isinstance(self.init, str) or not callable(self.init):
+            raise ValueError(
+                "init must be an Initializer (ColdStart(), FromObservation(), "
+                f"spade.ASpadeStart()), got {self.init!r}"
+            )
         if self.repaint_cycles < 0:
             raise ValueError(f"repaint_cycles must be >= 0, got {self.repaint_cycles}")
         if len(self.repaint_window) != 2 or self.repaint_window[0] > self.repaint_window[1]:
@@ -113,29 +130,30 @@ class SamplerConfig:
             raise ValueError(f"sigma_start must be positive or None, got {self.sigma_start}")
         # A list would make the config unhashable, and it is a static argument of jit.
         object.__setattr__(self, "repaint_window", tuple(float(v) for v in self.repaint_window))
+        object.__setattr__(self, "guidance", tuple(self.guidance))
 
 
 # The poster's table rows (Tables 1 and 2). The poster publishes neither its δρ schedule nor
 # its RePaint u: ξ rising linearly 1 → 2 won `benchmark --sections=sweep` on the shipped prior
 # (declipping +8.5 dB on 3 validation clips; 0.2 → 0.5: +3.5, 2 → 4: +5.6; README), u = 2
-# won the first prior's sweep.
-PRESETS: dict[str, SamplerConfig] = {
-    "rg": SamplerConfig(guidance="rg", xi=0.2, data_consistency=False),
-    "rg+dc": SamplerConfig(guidance="rg", xi=0.2, data_consistency=True),
-    "rg_drho+dc": SamplerConfig(
-        guidance="rg", xi=1.0, xi_schedule="linear", xi_end=2.0, data_consistency=True
-    ),
-    "pigdm+dc": SamplerConfig(guidance="pigdm", pigdm_scale=1.0, data_consistency=True),
-    "rg_drho+dc+rp": SamplerConfig(
-        guidance="rg",
-        xi=1.0,
-        xi_schedule="linear",
-        xi_end=2.0,
-        data_consistency=True,
-        repaint_cycles=2,
-        repaint_window=(1.0, 2.0),
-    ),
-}
+# won the first prior's sweep. "pigdm+sdc" (issue #16) replaces DC by a few A-SPADE iterations
+# started from the estimate (`spade.SparseConsistency`; plain DC on operators other than Clip).
+_RG = guidance.ReconstructionGuidance(xi=guidance.ConstantXi(0.2))
+_RG_DRHO = guidance.ReconstructionGuidance(xi=guidance.LinearXi(1.0, 2.0))
+_PIGDM = guidance.PseudoinverseGuidance(scale=1.0)
+_DC = guidance.DataConsistency()
+PRESETS: Mapping[str, SamplerConfig] = types.MappingProxyType(
+    {
+        "rg": SamplerConfig(guidance=(_RG,)),
+        "rg+dc": SamplerConfig(guidance=(_RG, _DC)),
+        "rg_drho+dc": SamplerConfig(guidance=(_RG_DRHO, _DC)),
+        "pigdm+dc": SamplerConfig(guidance=(_PIGDM, _DC)),
+        "rg_drho+dc+rp": SamplerConfig(
+            guidance=(_RG_DRHO, _DC), repaint_cycles=2, repaint_window=(1.0, 2.0)
+        ),
+        "pigdm+sdc": SamplerConfig(guidance=(_PIGDM, spade.SparseConsistency())),
+    }
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,30 +212,22 @@ def nfe(config: SamplerConfig) -> int:
     return sum(1 + (config.heun and i < T - 1) for i, _ in sched.passes())
 
 
-def _xi(config: SamplerConfig, i: jax.Array, sigma: jax.Array) -> jax.Array:
-    """ξ at step i and level σ: the RG δρ family of DESIGN §4.2."""
-    if config.xi_schedule == "constant":
-        return jnp.asarray(config.xi, jnp.float32)
-    if config.xi_schedule == "linear":
-        frac = i.astype(jnp.float32) / max(config.steps - 1, 1)
-        return config.xi + frac * (config.xi_end - config.xi)
-    return config.xi * (sigma / config.sigma_max) ** config.xi_power
+def sigma_data(denoiser: edm.Denoiser | priors.Prior, config: SamplerConfig) -> float:
+    """Returns the σ_d the sampler works with: a `Prior`'s own, else the config's."""
+    return denoiser.sigma_data if isinstance(denoiser, priors.Prior) else config.sigma_data
 
 
 def _estimate(denoiser, config, y, operator, x_hat, sigma_hat, i):
-    return guidance.guided_estimate(
-        denoiser,
-        x_hat,
-        sigma_hat,
-        y,
-        operator,
-        guidance=config.guidance,
-        xi=_xi(config, i, sigma_hat),
-        sigma_data=config.sigma_data,
-        pigdm_scale=config.pigdm_scale,
-        grad_clip=config.grad_clip,
-        data_consistency=config.data_consistency,
+    """Returns x̂0 at (x̂, σ̂) of step i: the denoiser after the config's guidance transforms."""
+    context = guidance.Context(
+        y=y,
+        operator=operator,
+        sigma_data=sigma_data(denoiser, config),
+        step=i,
+        steps=config.steps,
+        sigma_max=config.sigma_max,
     )
+    return guidance.guide(config.guidance, denoiser, context)(x_hat, sigma_hat)
 
 
 def sampler_pass(
@@ -274,24 +284,9 @@ def initial_state(
 ) -> jax.Array:
     """Returns the sampler's starting point `x_init + σ_start·ε` for one clip (DESIGN §4.6)."""
     sched = schedule(config)
-    if config.init == "noise":
-        x_init = jnp.zeros_like(y)
-    elif config.init == "observation":
-        x_init = operator.pinv(y)
-    else:
-        x_init = _aspade_init(y, operator)
+    x_init = config.init(y, operator)
     eps = jax.random.normal(jax.random.fold_in(key, _INIT_SALT), y.shape, y.dtype)
     return x_init + sched.sigmas[sched.start] * eps
-
-
-def _aspade_init(y: jax.Array, operator: guidance.Operator) -> jax.Array:
-    from jaxrestore import degradations, spade  # spade is only needed for this warm start.
-
-    if not isinstance(operator, degradations.Clip):
-        raise ValueError(
-            f"init='aspade' needs a Clip operator (declipping), got {type(operator).__name__}"
-        )
-    return spade.aspade(y, operator.threshold)
 
 
 def restore(
@@ -308,7 +303,9 @@ def restore(
     gives batches and posterior samples.
 
     Args:
-      denoiser: `D(x, sigma)`, [T] and a scalar to [T].
+      denoiser: `D(x, sigma)`, [T] and a scalar to [T], or a `priors.Prior` (then its σ_d is
+        used, not the config's). The observation must be at the prior's level
+        (`Prior.normalize`).
       y: the degraded observation, [T].
       operator: the degradation (a `jaxrestore.degradations` pytree).
       key: a `jax.random` key for this clip (and sample).
@@ -332,6 +329,35 @@ def restore(
     return x
 
 
+def posterior_mean(
+    denoiser: edm.Denoiser | priors.Prior,
+    y: jax.Array,
+    operator: guidance.Operator,
+    key: jax.Array,
+    config: SamplerConfig,
+    num_draws: int,
+) -> tuple[jax.Array, jax.Array]:
+    """Returns the mean and the spread of `num_draws` posterior draws of ONE clip.
+
+    The mean of draws from p(x0 | y) estimates the posterior mean E[x0 | y], the restoration
+    of least squared error; their per-sample standard deviation says where the posterior is
+    unsure. Draw d is `restore` with the key `fold_in(key, d)`, all draws one `vmap`, so the
+    whole is traceable as one program.
+
+    Args:
+      denoiser, y, operator, key, config: as for `restore`.
+      num_draws: N, the number of draws.
+
+    Returns:
+      `(mean, spread)`, each [T].
+    """
+    if num_draws < 1:
+        raise ValueError(f"num_draws must be at least 1, got {num_draws}")
+    keys = jax.vmap(functools.partial(jax.random.fold_in, key))(jnp.arange(num_draws))
+    draws = jax.vmap(lambda k: restore(denoiser, y, operator, k, config))(keys)  # [N, T]
+    return jnp.mean(draws, axis=0), jnp.std(draws, axis=0)
+
+
 class Restorer:
     """Restores batches of clips with one compiled program, reused across calls.
 
@@ -340,7 +366,7 @@ class Restorer:
     vmapped and jitted whole. Choose by `experiments/benchmark.py` on your hardware.
 
     Args:
-      denoiser: `D(x, sigma)` on one clip.
+      denoiser: `D(x, sigma)` on one clip, or a `priors.Prior`.
       config: the sampler's configuration.
       operator_in_axes: how the operator's leaves are batched (`jax.vmap` in_axes): 0 when
         every leaf has a leading batch axis (per-clip thresholds, say), None when shared.

@@ -118,7 +118,7 @@ class TrainConfig:
       data: where the clips come from.
       seed: seeds the initial weights, the data order and the training noise.
       batch_size: clips per step, B.
-      num_samples: clip length T in samples.
+      clip_length: T, the length of a training clip in samples.
       num_steps: total number of training steps (a resumed run stops there too).
       learning_rate: peak Adam learning rate.
       warmup_steps: linear ramp-up of the learning rate (0 for none).
@@ -151,7 +151,7 @@ class TrainConfig:
     data: DataConfig = DataConfig()
     seed: int = 0
     batch_size: int = 4
-    num_samples: int = 16384
+    clip_length: int = 16384
     num_steps: int = 100_000
     learning_rate: float = 2e-4
     warmup_steps: int = 1000
@@ -183,7 +183,7 @@ class TrainConfig:
                 f"unknown model {self.model_name!r}; "
                 f"expected one of {', '.join(checkpoints.MODEL_NAMES)}"
             )
-        for name in ("batch_size", "num_samples", "num_steps", "lr_decay_every"):
+        for name in ("batch_size", "clip_length", "num_steps", "lr_decay_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
         names = ("checkpoint_every", "keep_checkpoints", "log_every", "sigma_data_clips")
@@ -204,10 +204,10 @@ class TrainConfig:
             )
         if self.spectrum_frame < 2 or self.spectrum_frame % 2:
             raise ValueError(f"spectrum_frame must be even and ≥ 2, got {self.spectrum_frame}")
-        if self.preconditioning == "wiener" and self.spectrum_frame > self.num_samples:
+        if self.preconditioning == "wiener" and self.spectrum_frame > self.clip_length:
             raise ValueError(
                 f"spectrum_frame {self.spectrum_frame} is longer than the clips "
-                f"({self.num_samples} samples)"
+                f"({self.clip_length} samples)"
             )
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(
@@ -575,7 +575,7 @@ def train(
             sigma_data = config.sigma_data
             if sigma_data is None:
                 sigma_data = measure_sigma_data(
-                    source, config.seed, config.sigma_data_clips, config.num_samples
+                    source, config.seed, config.sigma_data_clips, config.clip_length
                 )
                 logging.info("measured σ_d = %.5f on %d clips", sigma_data, config.sigma_data_clips)
             spectrum = None
@@ -584,12 +584,12 @@ def train(
                     source,
                     config.seed,
                     config.spectrum_clips,
-                    config.num_samples,
+                    config.clip_length,
                     config.spectrum_frame,
                 ).tolist()
                 logging.info("measured the data's spectrum on %d clips", config.spectrum_clips)
             init = jax.jit(
-                lambda key: init_state(model, optimizer, key, config.num_samples),
+                lambda key: init_state(model, optimizer, key, config.clip_length),
                 out_shardings=state_sharding,
             )
             # Initialisation runs once: compiled unoptimised it compiles ~3× faster (the
@@ -619,7 +619,7 @@ def train(
                     sigma_data,
                 )
             abstract = jax.eval_shape(
-                lambda: init_state(model, optimizer, init_key, config.num_samples)
+                lambda: init_state(model, optimizer, init_key, config.clip_length)
             )
             abstract = jax.tree.map(
                 lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=state_sharding), abstract
@@ -651,7 +651,7 @@ def train(
         tick, tick_step = time.perf_counter(), start
 
         def next_batch(step: int) -> np.ndarray:
-            return batch_for_step(source, config.seed, step, config.batch_size, config.num_samples)
+            return batch_for_step(source, config.seed, step, config.batch_size, config.clip_length)
 
         # One thread draws batch s + 1 while the device runs step s.
         prefetch = concurrent.futures.ThreadPoolExecutor(max_workers=1)

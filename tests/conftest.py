@@ -26,7 +26,7 @@ def tiny_model(tmp_path_factory):
     model = checkpoints.build_model("sashimi", config)
     params = model.init(jax.random.key(0), jnp.zeros((1, 1024)), jnp.zeros((1,)))["params"]
     info = checkpoints.CheckpointInfo("sashimi", config, sigma_data=0.2, sample_rate=22050, step=0)
-    return str(checkpoints.write_msgpack(folder / "tiny.msgpack", params, info, num_samples=1024))
+    return str(checkpoints.write_msgpack(folder / "tiny.msgpack", params, info, clip_length=1024))
 
 
 @pytest.fixture(scope="module")

@@ -20,8 +20,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxrestore import degradations, evaluation, metrics, sample, sharding, spade
+from jaxrestore import degradations, metrics, priors, sample, sharding, spade
 from jaxrestore.data import synthetic
+from jaxrestore.evaluation import clips, records, runner, tasks
 
 ROOT = Path(__file__).resolve().parents[1]
 T = 2048
@@ -32,7 +33,7 @@ SMALL = dict(
     tasks=("declip5", "bwe3k"),
     methods=("degraded", "rg+dc"),
     clips_per_set=2,
-    num_samples=T,
+    clip_length=T,
     steps=3,
 )
 # The same evaluation as command-line overrides of the smoke config.
@@ -42,7 +43,7 @@ APP_FLAGS = [
     "--config.tasks=declip5,bwe3k",
     "--config.methods=degraded,rg+dc",
     "--config.clips_per_set=2",
-    f"--config.num_samples={T}",
+    f"--config.clip_length={T}",
     "--config.steps=3",
 ]
 NUM_RECORDS = 2 * 2 * 2 * 2  # tasks × sets × clips × methods
@@ -56,7 +57,7 @@ def _numpy_si_sdr(estimate, reference):
 
 @pytest.fixture(scope="module")
 def prior():
-    return evaluation.gaussian_prior(T)
+    return priors.gaussian_prior(T)
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +67,8 @@ def runs(tmp_path_factory, prior):
     for devices, batch_size in ((1, 3), (4, 4), (8, 8)):
         workdir = tmp_path_factory.mktemp(f"devices{devices}")
         methods = SMALL["methods"] + (("aspade",) if devices == 1 else ())
-        config = evaluation.EvalConfig(**{**SMALL, "methods": methods, "batch_size": batch_size})
-        results = evaluation.evaluate(config, prior, workdir, mesh=sharding.data_mesh(devices))
+        config = tasks.EvalConfig(**{**SMALL, "methods": methods, "batch_size": batch_size})
+        results = runner.evaluate(config, prior, workdir, mesh=sharding.data_mesh(devices))
         out[devices] = (workdir, results)
     return out
 
@@ -82,7 +83,7 @@ def _assert_same_results(reference, other):
     for task, set_name, method in cells:
         x, y = reference[task][set_name][method], other[task][set_name][method]
         assert x["nfe"] == y["nfe"]
-        for name in evaluation.CLIP_METRICS:
+        for name in tasks.CLIP_METRICS:
             assert x[name]["n"] == y[name]["n"] == 2
             np.testing.assert_allclose(x[name]["mean"], y[name]["mean"], atol=2e-3)
             np.testing.assert_allclose(x[name]["ci95"], y[name]["ci95"], atol=2e-3)
@@ -125,17 +126,17 @@ def test_tables_do_not_depend_on_the_device_count(runs):
 
 def test_records_match_a_direct_computation_of_each_clip(runs, prior):
     workdir, results = runs[1]
-    records = evaluation.read_records(workdir)
-    assert len(records) == NUM_RECORDS + 2 * 2  # and A-SPADE on declip5
-    config = evaluation.EvalConfig(**SMALL)
+    by_clip = records.read_records(workdir)
+    assert len(by_clip) == NUM_RECORDS + 2 * 2  # and A-SPADE on declip5
+    config = tasks.EvalConfig(**SMALL)
     restore = jax.jit(
         lambda y, c, key: sample.restore(
-            prior.denoiser, y, degradations.Clip(c), key, config.sampler_config("rg+dc", 0.1)
+            prior, y, degradations.Clip(c), key, config.sampler_config("rg+dc")
         )
     )
     for set_name, wet, index in (("dry", False, 0), ("wet", True, 1)):
-        clip_seed = records[("declip5", set_name, "degraded", index)]["clip_seed"]
-        assert clip_seed == evaluation.HELD_OUT_SEED + index  # loud enough at the first seed
+        clip_seed = by_clip[("declip5", set_name, "degraded", index)]["clip_seed"]
+        assert clip_seed == clips.HELD_OUT_SEED + index  # loud enough at the first seed
         x0 = synthetic.SyntheticVocals(wet=wet, split_name="test").segment(clip_seed, T)
 
         # Clipped to an input SDR of 5 dB: c by bisection in float64, independently.
@@ -150,7 +151,7 @@ def test_records_match_a_direct_computation_of_each_clip(runs, prior):
             )
         y = np.clip(x0, -c, c)
         assert 10 * np.log10(np.sum(x0**2) / np.sum((x0 - y) ** 2)) == pytest.approx(5, abs=1e-3)
-        degraded = records[("declip5", set_name, "degraded", index)]
+        degraded = by_clip[("declip5", set_name, "degraded", index)]
         assert degraded["si_sdr"] == pytest.approx(_numpy_si_sdr(y, x0), abs=1e-3)
         assert degraded["lsd"] == pytest.approx(float(metrics.lsd(y, x0)), abs=1e-4)
 
@@ -158,38 +159,27 @@ def test_records_match_a_direct_computation_of_each_clip(runs, prior):
         gain = prior.sigma_data / np.sqrt(np.mean(y.astype(np.float64) ** 2))
         key = jax.random.fold_in(jax.random.fold_in(jax.random.key(0), clip_seed), int(wet))
         x_hat = restore(jnp.asarray(gain * y, jnp.float32), jnp.float32(gain * c), key) / gain
-        restored = records[("declip5", set_name, "rg+dc", index)]
+        restored = by_clip[("declip5", set_name, "rg+dc", index)]
         assert restored["si_sdr"] == pytest.approx(_numpy_si_sdr(x_hat, x0), abs=1e-2)
 
-        aspade = records[("declip5", set_name, "aspade", index)]
+        aspade = by_clip[("declip5", set_name, "aspade", index)]
         x_spade = spade.declip(jnp.asarray(y), c, method="aspade")
         assert aspade["si_sdr"] == pytest.approx(_numpy_si_sdr(x_spade, x0), abs=1e-2)
 
         # The LPF row: the 3 kHz Kaiser low-pass of the clean clip.
         lpf = np.asarray(degradations.lowpass(3000.0, 22050).apply(jnp.asarray(x0)))
-        bwe = records[("bwe3k", set_name, "degraded", index)]
+        bwe = by_clip[("bwe3k", set_name, "degraded", index)]
         assert bwe["si_sdr"] == pytest.approx(_numpy_si_sdr(lpf, x0), abs=1e-3)
 
     # Mean and 95 % interval over two clips: t_{0.975, 1} = 12.706 (the t table).
-    values = [records[("declip5", "dry", "degraded", i)]["si_sdr"] for i in (0, 1)]
+    values = [by_clip[("declip5", "dry", "degraded", i)]["si_sdr"] for i in (0, 1)]
     cell = results["results"]["declip5"]["dry"]["degraded"]["si_sdr"]
     assert cell["n"] == 2
     assert cell["mean"] == pytest.approx(np.mean(values))
     assert cell["ci95"] == pytest.approx(12.706 * np.std(values, ddof=1) / np.sqrt(2), rel=1e-4)
 
 
-def test_mean_interval_and_sharding_helpers():
-    x = [1.0, 2.0, 4.0, 7.0]  # t_{0.975, 3} = 3.182 (the t table)
-    cell = evaluation.mean_interval(x)
-    assert cell["mean"] == 3.5 and cell["n"] == 4
-    assert cell["ci95"] == pytest.approx(3.182 * np.std(x, ddof=1) / 2, rel=1e-3)
-    assert evaluation.mean_interval([2.0]) == {"mean": 2.0, "ci95": None, "n": 1}
-    assert evaluation.mean_interval([np.nan, 2.0, np.inf]) == {
-        "mean": 2.0,
-        "ci95": None,
-        "n": 1,
-        "non_finite": 2,
-    }
+def test_sharding_helpers():
     assert sharding.process_share(7, 1, 3) == [1, 4]
     batch, mask = sharding.pad_rows([np.ones(2), 2 * np.ones(2)], 3, np.zeros(2))
     np.testing.assert_array_equal(batch, [[1, 1], [2, 2], [0, 0]])
@@ -219,48 +209,16 @@ def test_per_device_transforms_each_devices_rows_without_gathering_the_batch():
     assert "all-gather" not in hlo and "all-reduce" not in hlo
 
 
-def test_file_datasets_give_their_test_splits_as_the_dry_and_wet_sets(tmp_path):
-    import soundfile
-
-    from jaxrestore.data import readers
-
-    def tone(f, n, rate=22050):
-        return 0.3 * np.sin(2 * np.pi * f * np.arange(n) / rate)
-
-    # NUS-48E (dry): a file whose path hashes into the test split, one into train.
-    names = [f"song{k}.wav" for k in range(200)]
-    test_name = next(n for n in names if readers.hash_split(f"anna/sing/{n}") == "test")
-    train_name = next(n for n in names if readers.hash_split(f"anna/sing/{n}") == "train")
-    (tmp_path / "nus" / "anna" / "sing").mkdir(parents=True)
-    soundfile.write(tmp_path / "nus/anna/sing" / test_name, tone(440, 8000), 22050)
-    soundfile.write(tmp_path / "nus/anna/sing" / train_name, tone(880, 8000), 22050)
-    # MUSDB18-HQ (wet): test/ is the test split; stereo at 44.1 kHz.
-    for subset, f in (("test", 330), ("train", 660)):
-        (tmp_path / "musdb" / subset / "track").mkdir(parents=True)
-        stereo = np.stack([tone(f, 16000, 44100)] * 2, axis=1)
-        soundfile.write(tmp_path / "musdb" / subset / "track" / "vocals.wav", stereo, 44100)
-
-    config = evaluation.EvalConfig(
-        data="files", data_dirs=(str(tmp_path / "nus"), str(tmp_path / "musdb")), num_samples=T
-    )
-    sets = evaluation.open_sets(config)
-    assert set(sets) == {"dry", "wet"}
-    for name, f in (("dry", 440), ("wet", 330)):  # the test files' tones, not the others'
-        _, x = evaluation.load_clip(sets[name], 0, T, config.min_rms)
-        spectrum = np.abs(np.fft.rfft(x * np.hanning(T)))
-        assert np.argmax(spectrum) * 22050 / T == pytest.approx(f, abs=22050 / T)
-
-
 def test_bad_configs_and_a_foreign_workdir_are_refused(tmp_path, prior, runs):
     with pytest.raises(ValueError, match="tasks must be"):
-        evaluation.EvalConfig(tasks=("declip3",))
+        tasks.EvalConfig(tasks=("declip3",))
     with pytest.raises(ValueError, match="methods must be"):
-        evaluation.EvalConfig(methods=("dps",))
+        tasks.EvalConfig(methods=("dps",))
     with pytest.raises(ValueError, match="needs at least one dataset folder"):
-        evaluation.EvalConfig(data="files")
-    other = evaluation.EvalConfig(**{**SMALL, "seed": 1})
+        tasks.EvalConfig(data="files")
+    other = tasks.EvalConfig(**{**SMALL, "seed": 1})
     with pytest.raises(ValueError, match="another evaluation .*seed"):
-        evaluation.evaluate(other, prior, runs[1][0], mesh=sharding.data_mesh(1))
+        runner.evaluate(other, prior, runs[1][0], mesh=sharding.data_mesh(1))
 
 
 def _env(devices, cache):
@@ -349,24 +307,3 @@ def test_a_killed_evaluation_resumes_and_loses_nothing(tmp_path, runs):
     _assert_same_results(runs[1][1]["results"], results["results"])
     for name in ("table1.md", "table2.md"):
         _assert_same_table((runs[1][0] / name).read_text(), (workdir / name).read_text())
-
-
-def test_wiener_prior_has_the_data_spectrum_and_beats_the_pink_one():
-    wiener = evaluation.wiener_prior(T, sigma_data=0.2)
-    # Each fitting clip has RMS σ_d, so the prior's per-sample variance is σ_d² (Parseval).
-    # For σ ≫ the spectrum, D(δ; σ)[0] = mean_k S_k/(S_k + σ²) ≈ mean_k S_k / σ² = σ_d²/σ².
-    sigma = 1e3
-    impulse = jnp.zeros(T).at[0].set(1.0)
-    variance = float(wiener.denoiser(impulse, sigma)[0]) * sigma**2
-    assert variance == pytest.approx(0.2**2, rel=0.1), variance
-    # On held-out clips it denoises better than the pink prior that knows nothing of voices.
-    pink = evaluation.gaussian_prior(T, sigma_data=0.2)
-    x0 = np.stack([synthetic.SyntheticVocals().split("test").segment(i, T) for i in range(8)])
-    x0 = jnp.asarray(0.2 * x0 / np.sqrt(np.mean(x0**2, axis=-1, keepdims=True)), jnp.float32)
-    noisy = x0 + 0.05 * jax.random.normal(jax.random.key(0), x0.shape)
-    errors = [
-        float(jnp.mean((jax.vmap(p.denoiser, in_axes=(0, None))(noisy, 0.05) - x0) ** 2))
-        for p in (wiener, pink)
-    ]
-    assert errors[0] < 0.8 * errors[1], errors
-    assert errors[0] < 0.05**2  # and it does denoise

@@ -18,7 +18,7 @@ def _run(args, cache, model):
 
 
 def test_writes_reproducible_samples_and_a_plot(tiny_model, cache, tmp_path):
-    args = ["--num_clips=2", "--num_samples=2048", "--steps=3", "--seed=5"]
+    args = ["--num_clips=2", "--clip_length=2048", "--steps=3", "--seed=5"]
     first = _run([f"--output_dir={tmp_path / 'a'}", "--plot", *args], cache, tiny_model)
     assert first.returncode == 0, first.stderr[-2000:]
     clips = []
@@ -43,7 +43,7 @@ def test_writes_reproducible_samples_and_a_plot(tiny_model, cache, tmp_path):
 def test_sigma_start_begins_from_held_out_clips(tiny_model, cache, tmp_path):
     # From a tiny σ the sampler hardly moves: the samples are their starting clips (which the
     # untrained tiny model could never invent), so SI-SDR to them is high; from σ_max it is not.
-    args = ["--num_clips=2", "--num_samples=2048", "--steps=4", "--sigma_max=1"]
+    args = ["--num_clips=2", "--clip_length=2048", "--steps=4", "--sigma_max=1"]
     si_sdr = {}
     for sigma_start in ("0.001", "1"):
         out = tmp_path / sigma_start
@@ -61,8 +61,8 @@ def test_sigma_start_begins_from_held_out_clips(tiny_model, cache, tmp_path):
 def test_bad_input_exits_2_with_one_line_and_replaces_nothing(tiny_model, cache, tmp_path):
     (tmp_path / "sample0.wav").write_bytes(b"keep me")
     cases = [
-        (["--output_dir", str(tmp_path), "--num_samples=2048", "--steps=2"], "exists"),
-        (["--output_dir", str(tmp_path / "new"), "--num_samples=1000"], "multiple of 256"),
+        (["--output_dir", str(tmp_path), "--clip_length=2048", "--steps=2"], "exists"),
+        (["--output_dir", str(tmp_path / "new"), "--clip_length=1000"], "multiple of 256"),
         (["--num_clips=2"], "--output_dir is required"),
         (["--output_dir", str(tmp_path / "new"), "--sigma_start=0"], "--sigma_start must be"),
     ]

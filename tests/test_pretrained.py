@@ -1,9 +1,16 @@
-"""The shipped model: it loads after `pip install .`, from outside the repository."""
+"""The shipped model: it loads after `pip install .`, is a `Prior` the sampler takes as it is,
+and the README's Python example restores with it."""
 
+import dataclasses
 import os
 import shutil
 import subprocess
 import sys
+
+import jax
+import numpy as np
+
+from jaxrestore import degradations, metrics, pretrained, priors, sample
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -44,3 +51,36 @@ def test_shipped_model_loads_after_install_from_another_directory(tmp_path):
     assert result.returncode == 0, result.stderr
     rate, sigma_data, step = result.stdout.split()
     assert int(rate) == 22050 and 0 < float(sigma_data) < 1 and int(step) > 0
+
+
+def test_presets_with_the_shipped_prior_equal_the_explicit_sigma_data():
+    prior = pretrained.load()
+    assert isinstance(prior, priors.Prior) and prior.info.step > 0
+    x0 = 0.1 * jax.random.normal(jax.random.key(0), (1024,))
+    op = degradations.Clip(degradations.clip_threshold_for_sdr(x0, 5.0))
+    y, gain = prior.normalize(op.apply(x0))
+    op_prior = degradations.Clip(gain * op.threshold)
+    config = dataclasses.replace(sample.PRESETS["pigdm+dc"], steps=3)
+    key = jax.random.key(1)
+    with_prior = sample.restore(prior, y, op_prior, key, config)
+    # What callers had to write before: the bare denoiser and σ_d put into the config.
+    explicit = dataclasses.replace(config, sigma_data=prior.sigma_data)
+    np.testing.assert_array_equal(
+        with_prior, sample.restore(prior.denoiser, y, op_prior, key, explicit)
+    )
+
+
+def test_the_readme_python_example_restores_the_clipped_vocal(monkeypatch):
+    readme = open(os.path.join(ROOT, "README.md")).read()
+    section = readme[readme.index("## Using it from Python") :]
+    code = section[section.index("```python\n") + len("```python\n") :]
+    code = code[: code.index("```")]
+    read = 'audio.read_audio("examples/clean_vocal.wav", prior.sample_rate)[0])'
+    assert read in code
+    code = code.replace(read, read + "[:16384]")  # the first 0.74 s: a quicker test
+    monkeypatch.chdir(ROOT)
+    namespace = {}
+    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 (our own README)
+    x, x_hat, op = namespace["x"], namespace["x_hat"], namespace["op"]
+    assert x_hat.shape == x.shape
+    assert float(metrics.si_sdr(x_hat, x)) > float(metrics.si_sdr(op.apply(x), x)) + 1.0

@@ -5,7 +5,7 @@ import math
 import jax
 import numpy as np
 
-from jaxrestore import priors, report_card, restoration
+from jaxrestore import priors, report_card
 
 RATE, T, SIGMA_D = 22050, 2048, 0.2
 
@@ -26,7 +26,7 @@ def test_report_card_of_the_white_gaussian_prior_matches_closed_forms():
     # The white Gaussian prior's denoiser is the scalar Wiener gain σ_d²/(σ_d² + σ²); on clips of
     # RMS σ_d its expected MSE is σ²σ_d²/(σ² + σ_d²), so the gain is 10·log10(1 + σ²/σ_d²).
     gaussian = priors.white(T, SIGMA_D**2)
-    prior = restoration.Prior(gaussian.denoiser, RATE, SIGMA_D)
+    prior = priors.Prior(gaussian.denoiser, RATE, SIGMA_D)
     held_out = {"periodic": _periodic(4), "noise": _white(4, 0)}
     training = {"periodic": _periodic(2), "noise": _white(2, 1)}
     rows = report_card.report(

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.signal
 
-from jaxrestore import degradations, restoration, sample
+from jaxrestore import degradations, priors, restoration, sample
 from jaxrestore.data import synthetic
 
 
@@ -15,7 +15,7 @@ def _white_prior(sigma_data=0.2):
     def denoiser(x, sigma):
         return sigma_data**2 / (sigma_data**2 + sigma**2) * x
 
-    return restoration.Prior(denoiser, 22050, sigma_data, length_multiple=256)
+    return priors.Prior(denoiser, 22050, sigma_data, length_multiple=256)
 
 
 def _voice(seed=0, n=22050):
@@ -88,7 +88,7 @@ def test_restore_recording_keeps_rate_length_and_channels(rate, channels):
         task="declip", config=config, segment_length=4096, overlap=512, batch_size=4
     )
     result = restoration.restore_recording(y, rate, _white_prior(), settings)
-    assert result.mean.shape == y.shape and result.samples.shape == (1, *y.shape)
+    assert result.mean.shape == y.shape and result.draws.shape == (1, *y.shape)
     assert np.all(np.isfinite(result.mean))
     assert result.clip_threshold == pytest.approx(c, rel=1e-5)
     if rate == 22050:
@@ -109,11 +109,11 @@ def test_long_recording_is_consistent_across_seams():
         clip_threshold=c,
         segment_length=8192,
         overlap=1024,
-        num_samples=2,
+        num_draws=2,
     )
     result = restoration.restore_recording(y, 22050, _white_prior(), settings)
-    assert result.samples.shape == (2, 1, x.shape[1])
-    for out in result.samples[:, 0]:
+    assert result.draws.shape == (2, 1, x.shape[1])
+    for out in result.draws[:, 0]:
         reliable = np.abs(y[0]) < c * (1 - 1e-4)
         np.testing.assert_allclose(out[reliable], y[0][reliable], atol=1e-5)
         clipped = ~reliable

@@ -86,7 +86,7 @@ def test_several_posterior_samples_write_their_mean_and_spread(tiny_model, cache
     c = 0.5 * float(np.abs(x).max())
     source = _write(tmp_path / "in.wav", np.clip(x, -c, c), 22050)
     out = tmp_path / "out.wav"
-    result = _run([f"--input={source}", f"--output={out}", "--num_samples=2"], cache, tiny_model)
+    result = _run([f"--input={source}", f"--output={out}", "--num_draws=2"], cache, tiny_model)
     assert result.returncode == 0, result.stderr
     s0, s1 = sf.read(tmp_path / "out.sample0.wav")[0], sf.read(tmp_path / "out.sample1.wav")[0]
     mean = sf.read(out)[0]

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxrestore import degradations, guidance, priors, sample
+from jaxrestore import degradations, guidance, priors, sample, spade
 
 T = 1024
 
@@ -33,23 +33,7 @@ def _keys(n, seed=0):
     return jax.random.split(jax.random.key(seed), n)
 
 
-@dataclasses.dataclass(frozen=True)
-class _Matrix:
-    """A dense linear operator, for closed-form checks (duck-types the operator API)."""
-
-    M: np.ndarray
-
-    def apply(self, x):
-        return jnp.asarray(self.M, jnp.float32) @ x
-
-    def pinv(self, y):
-        return jnp.asarray(np.linalg.pinv(self.M), jnp.float32) @ y
-
-    def project(self, x, y):
-        return x + self.pinv(y - self.apply(x))
-
-
-UNCONDITIONAL = sample.SamplerConfig(guidance="none", s_churn=0.0, sigma_max=10.0, steps=35)
+UNCONDITIONAL = sample.SamplerConfig(guidance=(), s_churn=0.0, sigma_max=10.0, steps=35)
 
 
 def test_schedule_and_nfe():
@@ -71,12 +55,14 @@ def test_schedule_and_nfe():
 def test_config_rejects_bad_values():
     with pytest.raises(ValueError, match="guidance"):
         sample.SamplerConfig(guidance="dps")
-    with pytest.raises(ValueError, match="xi_schedule"):
-        sample.SamplerConfig(xi_schedule="cosine")
+    with pytest.raises(ValueError, match="init"):
+        sample.SamplerConfig(init="aspade")
     with pytest.raises(ValueError, match="steps"):
         sample.SamplerConfig(steps=0)
     # Frozen, so dataclasses.replace is the way to vary it; and hashable, for jit.
     hash(dataclasses.replace(sample.PRESETS["rg"], steps=4))
+    with pytest.raises(TypeError):  # the table rows cannot be changed under other users
+        sample.PRESETS["rg"] = sample.SamplerConfig()
 
 
 def test_unconditional_sampling_reproduces_the_prior_spectrum():
@@ -144,7 +130,7 @@ def test_declipping_beats_the_clipped_input():
     mse_clipped = float(jnp.mean((y - x0) ** 2))
     mse_sample = float(jnp.mean((x - x0[:, None]) ** 2))
     mse_mean = float(jnp.mean((x.mean(axis=1) - x0) ** 2))
-    dc_only = dataclasses.replace(config, guidance="none", repaint_cycles=0)
+    dc_only = dataclasses.replace(config, guidance=(guidance.DataConsistency(),), repaint_cycles=0)
     x_dc = _run_batch(prior.denoiser, dc_only, ys, degradations.Clip(cs), _keys(clips * draws), 0)
     mse_dc = float(jnp.mean((x_dc.reshape(clips, draws, T) - x0[:, None]) ** 2))
     print(
@@ -190,7 +176,7 @@ def test_rg_alone_reduces_the_measurement_residual():
     keys = _keys(4, seed=5)
     base = dataclasses.replace(sample.PRESETS["rg"], sigma_data=0.1, steps=20)
     guided = _run_batch(prior.denoiser, base, y, op, keys)
-    free = _run_batch(prior.denoiser, dataclasses.replace(base, guidance="none"), y, op, keys)
+    free = _run_batch(prior.denoiser, dataclasses.replace(base, guidance=()), y, op, keys)
 
     def residual(x):
         return float(jnp.linalg.norm(jax.vmap(op.apply)(x) - y) / jnp.linalg.norm(y))
@@ -207,37 +193,6 @@ def test_dc_lowpass_restore_is_consistent():
     x = _run_batch(prior.denoiser, config, y, op, _keys(2))
     rel = jnp.linalg.norm(jax.vmap(op.apply)(x) - y, axis=-1) / jnp.linalg.norm(y, axis=-1)
     assert float(jnp.max(rel)) < 1e-3
-
-
-def test_guidance_updates_equal_their_closed_forms():
-    rng = np.random.default_rng(0)
-    n, m = 16, 8
-    W = rng.normal(size=(n, n)) / 4
-    A = rng.normal(size=(m, n))
-    x, y = rng.normal(size=n), rng.normal(size=m)
-    sigma, xi, sigma_d = 0.3, 0.25, 0.1
-    op = _Matrix(A)
-
-    def denoiser(z, s):
-        return jnp.asarray(W, jnp.float32) @ z
-
-    x0 = W @ x
-    r = y - A @ x0
-    g = -W.T @ A.T @ r / np.linalg.norm(r)  # ∇_x ‖y − A W x‖
-    rms = np.sqrt(np.mean(g**2))
-    expected_rg = x0 - xi * sigma * g / (rms + 1e-6)
-    got_rg = guidance.reconstruction_guidance(
-        denoiser, jnp.asarray(x, jnp.float32), sigma, jnp.asarray(y, jnp.float32), op, xi
-    )
-    np.testing.assert_allclose(got_rg, expected_rg, rtol=1e-4, atol=1e-5)
-
-    Ap = np.linalg.pinv(A)
-    gain = (sigma**2 + sigma_d**2) / sigma_d**2
-    expected_pigdm = x0 + gain * W.T @ (Ap @ y - Ap @ A @ x0)
-    got_pigdm = guidance.pseudoinverse_guidance(
-        denoiser, jnp.asarray(x, jnp.float32), sigma, jnp.asarray(y, jnp.float32), op, sigma_d
-    )
-    np.testing.assert_allclose(got_pigdm, expected_pigdm, rtol=1e-4, atol=1e-4)
 
 
 def test_batch_invariance_and_stepwise_equals_single_program():
@@ -269,12 +224,12 @@ def test_warm_start_at_sigma_max_equals_cold_start_and_observation_start_runs():
     y = jax.vmap(lambda x, c: degradations.Clip(c).apply(x))(x0, op.threshold)
     keys = _keys(2)
     cold = dataclasses.replace(sample.PRESETS["rg+dc"], sigma_data=0.1, steps=6)
-    warm = dataclasses.replace(cold, init="noise", sigma_start=cold.sigma_max)
+    warm = dataclasses.replace(cold, init=sample.ColdStart(), sigma_start=cold.sigma_max)
     np.testing.assert_array_equal(
         sample.Restorer(prior.denoiser, cold)(y, op, keys),
         sample.Restorer(prior.denoiser, warm)(y, op, keys),
     )
-    late = dataclasses.replace(cold, init="observation", sigma_start=0.01)
+    late = dataclasses.replace(cold, init=sample.FromObservation(), sigma_start=0.01)
     assert sample.nfe(late) < sample.nfe(cold)
     out = sample.Restorer(prior.denoiser, late)(y, op, keys)
     assert bool(jnp.all(jnp.isfinite(out)))
@@ -300,12 +255,10 @@ def test_aspade_warm_start_starts_near_the_spade_restoration():
     op = degradations.Clip(c)
     y = jax.vmap(lambda x, c: degradations.Clip(c).apply(x))(x0, c)
     config = dataclasses.replace(
-        sample.PRESETS["rg+dc"], sigma_data=0.1, steps=8, init="aspade", sigma_start=1e-3
+        sample.PRESETS["rg+dc"], sigma_data=0.1, steps=8, init=spade.ASpadeStart(), sigma_start=1e-3
     )
     assert sample.nfe(config) < sample.nfe(dataclasses.replace(config, sigma_start=None))
     start = jax.vmap(functools.partial(sample.initial_state, config))(y, op, _keys(2))
-    from jaxrestore import spade
-
     spade_x = jax.vmap(spade.aspade)(y, c)
     level = sample.schedule(config).sigmas[sample.schedule(config).start]
     # x_init + σ_start·ε: the start differs from A-SPADE's output by noise of that level only.
@@ -314,3 +267,42 @@ def test_aspade_warm_start_starts_near_the_spade_restoration():
     assert bool(jnp.all(jnp.isfinite(out)))
     with pytest.raises(ValueError, match="Clip"):
         sample.initial_state(config, y[0], priors.ideal_lowpass(2048, 0.2), _keys(1)[0])
+
+
+def test_a_prior_brings_its_sigma_data_to_the_sampler():
+    gaussian = priors.pink(256, variance=0.04)
+    prior = priors.Prior(gaussian.denoiser, 22050, sigma_data=0.2)
+    x0 = gaussian.sample(jax.random.key(13), 1)[0]
+    op = degradations.Clip(degradations.clip_threshold_for_sdr(x0, 5.0))
+    config = dataclasses.replace(sample.PRESETS["pigdm+dc"], steps=4)  # σ_d 0.057 of its own
+    key = jax.random.key(14)
+    with_prior = sample.restore(prior, op.apply(x0), op, key, config)
+    explicit = sample.restore(
+        gaussian.denoiser, op.apply(x0), op, key, dataclasses.replace(config, sigma_data=0.2)
+    )
+    np.testing.assert_array_equal(with_prior, explicit)
+    bare = sample.restore(gaussian.denoiser, op.apply(x0), op, key, config)
+    assert float(jnp.max(jnp.abs(bare - explicit))) > 1e-4  # ΠGDM's gain does depend on σ_d
+
+
+def test_posterior_mean_of_more_draws_approaches_the_exact_posterior_mean():
+    # Ideal low-pass of a Gaussian prior: the observed bins are known, the others keep the
+    # prior's zero mean, so E[x0 | y] = y exactly, and each draw's error is a prior sample.
+    gaussian = priors.pink(256, variance=0.01)
+    op = priors.ideal_lowpass(256, 0.1)
+    x0 = gaussian.sample(jax.random.key(15), 1)[0]
+    y = op.apply(x0)
+    config = dataclasses.replace(sample.PRESETS["rg+dc"], sigma_data=0.1, steps=10)
+    key = jax.random.key(16)
+    errors = {}
+    for n in (1, 16):
+        mean, spread = jax.jit(
+            functools.partial(sample.posterior_mean, gaussian.denoiser, config=config, num_draws=n)
+        )(y, op, key)
+        errors[n] = float(jnp.mean((mean - y) ** 2))
+        assert spread.shape == y.shape and (n > 1) == bool(jnp.any(spread > 0))
+    assert errors[16] < 0.25 * errors[1], errors
+    # A draw of the mean is the plain restore with its own key.
+    one, _ = sample.posterior_mean(gaussian.denoiser, y, op, key, config, num_draws=1)
+    want = sample.restore(gaussian.denoiser, y, op, jax.random.fold_in(key, 0), config)
+    np.testing.assert_allclose(one, want, rtol=1e-6, atol=1e-7)

@@ -41,7 +41,7 @@ def _config(**overrides) -> train.TrainConfig:
         model_name="sashimi",
         model=sashimi.CONFIGS["tiny"],
         batch_size=2,
-        num_samples=64,
+        clip_length=64,
         **overrides,
     )
 
@@ -76,7 +76,7 @@ def test_two_train_steps_match_a_numpy_reference():
     sigma_data = 0.3
     model = Affine()
     optimizer = train.make_optimizer(config)
-    state = train.init_state(model, optimizer, jax.random.key(0), config.num_samples)
+    state = train.init_state(model, optimizer, jax.random.key(0), config.clip_length)
     step_fn = train.make_train_step(model, optimizer, config, sigma_data)
     key = jax.random.key(7)
     rng = np.random.default_rng(0)
@@ -316,7 +316,9 @@ def test_killed_run_resumes_where_it_stopped(tmp_path):
     # The denoiser of the workdir: EMA weights of the last step, preconditioned with its σ_d.
     _, params, info = checkpoints.load_params(workdir)
     jax.tree.map(np.testing.assert_array_equal, params, latest.ema_params)
-    denoiser, info = checkpoints.load_denoiser(workdir)
+    prior = checkpoints.load_denoiser(workdir)
+    denoiser, info = prior.denoiser, prior.info
+    assert (prior.sample_rate, prior.sigma_data) == (info.sample_rate, info.sigma_data)
     assert (info.model_name, info.step, info.sample_rate) == ("sashimi", num_steps, 22050)
     assert info.model_config == dataclasses.replace(sashimi.CONFIGS["tiny"], remat=False)
 
@@ -389,7 +391,7 @@ def test_wiener_skip_run_keeps_its_spectrum_through_checkpoint_and_export(tmp_pa
         model_name="sashimi",
         model=dataclasses.replace(sashimi.CONFIGS["tiny"], film=True),
         batch_size=2,
-        num_samples=1024,
+        clip_length=1024,
         num_steps=2,
         warmup_steps=1,
         preconditioning="wiener",
@@ -403,7 +405,8 @@ def test_wiener_skip_run_keeps_its_spectrum_through_checkpoint_and_export(tmp_pa
     spectrum = train.measure_spectrum(source, config.seed, 4, 1024, 256)
     assert spectrum.shape == (129,) and np.all(spectrum > 0)
 
-    denoiser, info = checkpoints.load_denoiser(tmp_path / "run")
+    prior = checkpoints.load_denoiser(tmp_path / "run")
+    denoiser, info = prior.denoiser, prior.info
     assert info.spectrum == tuple(spectrum.tolist()) and info.step == 2
     model = sashimi.SaShiMi(config.model)
 
@@ -416,8 +419,8 @@ def test_wiener_skip_run_keeps_its_spectrum_through_checkpoint_and_export(tmp_pa
 
     out = checkpoints.export_msgpack(tmp_path / "run", tmp_path / "ship" / "spectral.msgpack")
     assert json.loads(out.with_suffix(".json").read_text())["spectrum"] == spectrum.tolist()
-    shipped, shipped_info = checkpoints.load_msgpack(out)
-    assert shipped_info.spectrum == info.spectrum
+    shipped = checkpoints.load_msgpack(out)
+    assert shipped.info.spectrum == info.spectrum
     np.testing.assert_allclose(shipped(x, 0.05), want, rtol=1e-5, atol=1e-7)
 
     # The run cannot resume as an EDM-preconditioned one.
@@ -444,7 +447,7 @@ def test_poster_style_configs_keep_cqtdiffs_recipe_not_the_synthetic_sashimi_one
         assert config.sigma_distribution == "cqtdiff" != own.sigma_distribution
         assert config.preconditioning == "edm" != own.preconditioning
         assert (config.learning_rate, config.lr_schedule) == (2e-4, "step")
-        assert config.num_samples >= 16384 > own.num_samples
+        assert config.clip_length >= 16384 > own.clip_length
         assert module.get_config("smoke").num_steps <= 10
 
 

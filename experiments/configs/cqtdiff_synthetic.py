@@ -1,7 +1,7 @@
 """The CQT-Diff U-Net on the embedded synthetic singing voice, dry and wet (half each).
 
 The reference architecture (DESIGN §6.2) with CQT-Diff's optimiser. Its default is the
-CPU-sized preset at 16,384 samples; `model.preset = "reference"` with `num_samples = 65536`
+CPU-sized preset at 16,384 samples; `model.preset = "reference"` with `clip_length = 65536`
 and a larger batch is the GPU run. σ_d is measured on 64 clips at the start.
 
   python -m experiments.train --config=experiments/configs/cqtdiff_synthetic.py --workdir=/tmp/cqt
@@ -24,9 +24,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.preconditioning = "edm"
     config.sigma_distribution = "cqtdiff"
     if arg == "smoke":
-        config.num_samples = 4096  # the CQT of the tiny preset needs a few octaves' worth
+        config.clip_length = 4096  # the CQT of the tiny preset needs a few octaves' worth
         return config
     config.batch_size = 4
-    config.num_samples = 16384
+    config.clip_length = 16384
     config.num_steps = 6000
     return config

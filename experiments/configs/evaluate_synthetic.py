@@ -32,7 +32,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.methods = "all"  # degraded, the sampler presets, aspade, sspade
     config.sets = "dry,wet"
     config.clips_per_set = 50
-    config.num_samples = 65536
+    config.clip_length = 65536
     config.steps = config_dict.placeholder(int)  # None: the presets' 35
     config.batch_size = 8
     config.seed = 0
@@ -46,7 +46,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         # model): the smoke run keeps the baseline, the first and the last table rows.
         config.methods = "degraded,rg+dc,rg_drho+dc+rp,aspade"
         config.clips_per_set = 2
-        config.num_samples = 8192
+        config.clip_length = 8192
         config.steps = 4
         config.batch_size = 4
     return config

@@ -38,7 +38,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     )
     config.seed = 0
     config.batch_size = 16
-    config.num_samples = 4096
+    config.clip_length = 4096
     config.num_steps = 4000
     config.learning_rate = 1e-3
     config.warmup_steps = 200
@@ -64,7 +64,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     if arg == "smoke":
         config.model.preset = "tiny"
         config.batch_size = 2
-        config.num_samples = 2048
+        config.clip_length = 2048
         config.num_steps = 6
         config.warmup_steps = 2
         config.sigma_data_clips = 4

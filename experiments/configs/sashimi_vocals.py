@@ -25,7 +25,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         return config
     config.model.preset = "reference"
     config.batch_size = 8
-    config.num_samples = 65536
+    config.clip_length = 65536
     config.num_steps = 300_000
     config.warmup_steps = 1000
     # CQT-Diff's optimiser, σ distribution and EDM's preconditioning, as the poster's models
