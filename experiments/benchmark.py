@@ -45,6 +45,13 @@ flags.DEFINE_list("sweep_sets", ["dry", "wet"], "Held-out sets of the sweep sect
 flags.DEFINE_string(
     "checkpoint", None, "Prior of the prior/sweep/warmstart sections; default: shipped."
 )
+flags.DEFINE_string(
+    "baseline",
+    None,
+    "networks: also time an older checkout (a folder with its jaxrestore/) side by side, "
+    "alternating whole processes of experiments/network_timing.py with this tree's.",
+)
+flags.DEFINE_integer("pairs", 2, "networks --baseline: alternating process pairs per model.")
 flags.DEFINE_integer("prior_clips", 8, "Held-out clips per set in the prior section.")
 flags.DEFINE_list(
     "sigmas", ["0.001", "0.003", "0.01", "0.03", "0.1", "0.3", "1"], "Noise levels (prior section)."
@@ -187,6 +194,8 @@ def network_record(model_spec: str, machine_gflops: float) -> dict:
     vjp_fn = jax.jit(fwd_vjp)
     jax.block_until_ready(vjp_fn(params, x, c_noise))
     vjp_s, _ = timed(vjp_fn, params, x, c_noise, repeats=FLAGS.repeats)
+    vjp_flops = count_flops(fwd_vjp, params, x, c_noise)
+    vjp_memory = vjp_fn.lower(params, x, c_noise).compile().memory_analysis()
 
     # A guided Heun restore (RG + DC, declipping), timed over a few steps of the host loop.
     denoiser = networks.as_denoiser(model, params, 0.1)
@@ -218,6 +227,11 @@ def network_record(model_spec: str, machine_gflops: float) -> dict:
         "forward_gflops_rate": round(flops / forward_s / 1e9, 1),
         "machine_matmul_gflops": round(machine_gflops, 1),
         "fraction_of_matmul_rate": round(flops / forward_s / 1e9 / machine_gflops, 3),
+        "forward_vjp_gflop": round(vjp_flops / 1e9, 1),
+        "forward_vjp_fraction_of_matmul_rate": round(
+            vjp_flops / vjp_s / 1e9 / machine_gflops, 3
+        ),
+        "forward_vjp_temp_mib": round(vjp_memory.temp_size_in_bytes / 2**20, 1),
         "guided_heun_step_s": round(step_s, 3),
         "restore_35_steps_s": round(restore_s, 2),
         "restore_is_extrapolated": True,
@@ -241,17 +255,57 @@ def networks_section() -> None:
             s, c = pair["sashimi"], pair["cqtdiff"]
             emit(
                 {
-                    "comparison": "sashimi:cqtdiff",
+                    "comparison": "cqtdiff:sashimi",
                     "config": preset,
+                    "forward_speed_ratio": round(c["forward_s"] / s["forward_s"], 2),
+                    "forward_vjp_speed_ratio": round(c["forward_vjp_s"] / s["forward_vjp_s"], 2),
                     "restore_speed_ratio": round(
                         c["restore_35_steps_s"] / s["restore_35_steps_s"], 2
                     ),
-                    "forward_speed_ratio": round(c["forward_s"] / s["forward_s"], 2),
                     "flop_ratio": None
                     if not (s["forward_gflop"] and c["forward_gflop"])
                     else round(c["forward_gflop"] / s["forward_gflop"], 2),
                 }
             )
+    if FLAGS.baseline:
+        for spec in FLAGS.models:
+            baseline_section(spec)
+
+
+def baseline_section(spec: str) -> None:
+    """Times `spec` in this checkout and in `--baseline`, alternating whole processes.
+
+    Each process runs experiments/network_timing.py (best of `--repeats` after compiling);
+    the ratio is baseline over this tree's time, the best of `--pairs` processes each.
+    """
+    import os
+    import subprocess
+    import sys
+
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    script = os.path.join(here, "experiments", "network_timing.py")
+    args = [spec, str(FLAGS.num_samples), str(FLAGS.batch), str(FLAGS.repeats)]
+    runs = {"baseline": [], "this": []}
+    for _ in range(FLAGS.pairs):
+        for tree, name in ((FLAGS.baseline, "baseline"), (here, "this")):
+            env = dict(os.environ, PYTHONPATH=os.path.abspath(tree))
+            out = subprocess.run(
+                [sys.executable, script, *args], env=env, capture_output=True, text=True
+            )
+            if out.returncode:
+                raise cli.UsageError(f"network_timing failed in {tree}: {out.stderr[-500:]}")
+            record = json.loads(out.stdout.strip().splitlines()[-1])
+            emit({"tree": name, **record})
+            runs[name].append(record)
+    keys = ("forward_s", "forward_vjp_s", "guided_evaluation_s")
+    best = {n: {k: min(r[k] for r in rs) for k in keys} for n, rs in runs.items()}
+    emit(
+        {
+            "comparison": "baseline:this",
+            "model": spec,
+            **{f"{k[:-2]}_speedup": round(best["baseline"][k] / best["this"][k], 2) for k in keys},
+        }
+    )
 
 
 def sampler_section() -> None:
