@@ -2,6 +2,7 @@ r"""Times one denoiser network in a process of its own, for side-by-side runs of
 
   python experiments/network_timing.py sashimi:cpu 65536 1 3
   PYTHONPATH=/path/to/old/checkout python experiments/network_timing.py sashimi:cpu 65536 1 3
+  python experiments/network_timing.py sashimi:cpu 65536 1 2 --profile   # where the time goes
 
 Prints one JSON line: forward, forward + VJP with respect to the input, and the guided
 evaluation the sampler runs (forward + VJP through `networks.as_denoiser`, σ = 0.1), each the
@@ -27,7 +28,7 @@ def _best_of(fn, *args, repeats: int) -> float:
     return min(times)
 
 
-def main(spec: str, num_samples: int, batch: int, repeats: int) -> dict:
+def main(spec: str, num_samples: int, batch: int, repeats: int, profile: bool = False) -> dict:
     import jax
     import jax.numpy as jnp
 
@@ -65,9 +66,42 @@ def main(spec: str, num_samples: int, batch: int, repeats: int) -> dict:
         record[f"{key}_s"] = round(_best_of(fn, *args, repeats=repeats), 4)
     memory = jax.jit(fwd_vjp).lower(x, c_noise).compile().memory_analysis()
     record["forward_vjp_temp_mib"] = round(memory.temp_size_in_bytes / 2**20, 1)
+    if profile:
+        record["guided_evaluation_profile_ms"] = _profile(jax.jit(guided), (x, sigma), repeats)
     return record
+
+
+def _profile(fn, args, repeats: int) -> dict[str, float]:
+    """Returns the CPU time per call of each kind of XLA op (fft, fusions by their name's
+    stem: `bitcast_pad_fusion`, `copy_bitcast_fusion`, …), from a Perfetto trace."""
+    import collections
+    import glob
+    import gzip
+    import re
+    import tempfile
+
+    import jax
+
+    folder = tempfile.mkdtemp()
+    jax.profiler.start_trace(folder, create_perfetto_trace=True)
+    for _ in range(repeats):
+        jax.block_until_ready(fn(*args))
+    jax.profiler.stop_trace()
+    (path,) = glob.glob(f"{folder}/**/perfetto_trace.json.gz", recursive=True)
+    trace = json.load(gzip.open(path))
+    events = trace["traceEvents"] if isinstance(trace, dict) else trace
+    kinds = collections.Counter()
+    for event in events:
+        name = event.get("name", "")
+        # Leaf ops only: not the executor, the loops that hold them, or Python frames.
+        host_side = name.startswith(("$", "while")) or "::" in name or "(" in name
+        if event.get("ph") != "X" or host_side:
+            continue
+        kinds[re.sub(r"\.\d+$", "", name)] += event.get("dur", 0) / 1e3 / repeats
+    return {kind: round(ms, 1) for kind, ms in kinds.most_common(12)}
 
 
 if __name__ == "__main__":
     spec, num_samples, batch, repeats = sys.argv[1], *map(int, sys.argv[2:5])
-    print(json.dumps(main(spec, num_samples, batch, repeats)), flush=True)
+    record = main(spec, num_samples, batch, repeats, profile="--profile" in sys.argv[5:])
+    print(json.dumps(record), flush=True)
