@@ -160,14 +160,14 @@ def test_records_match_a_direct_computation_of_each_clip(runs, prior):
         key = jax.random.fold_in(jax.random.fold_in(jax.random.key(0), clip_seed), int(wet))
         x_hat = restore(jnp.asarray(gain * y, jnp.float32), jnp.float32(gain * c), key) / gain
         restored = by_clip[("declip5", set_name, "rg+dc", index)]
-        # Differences at float32 resolution (this c from a float64 bisection, the runner's from
-        # a float32 one; a batched program against a single clip's) reach 0.05 dB through 69
-        # guided steps on one of the wider generator's clips (issue #15): 0.1 dB, not 0.01.
-        assert restored["si_sdr"] == pytest.approx(_numpy_si_sdr(x_hat, x0), abs=0.1)
+        assert restored["si_sdr"] == pytest.approx(_numpy_si_sdr(x_hat, x0), abs=1e-2)
 
         aspade = by_clip[("declip5", set_name, "aspade", index)]
         x_spade = spade.declip(jnp.asarray(y), c, method="aspade")
-        assert aspade["si_sdr"] == pytest.approx(_numpy_si_sdr(x_spade, x0), abs=1e-2)
+        # A-SPADE's hard thresholding picks a support: inputs that differ at float32 resolution
+        # (this c from a float64 bisection, the runner's from a float32 one) moved one of the
+        # wider generator's clips (issue #15) by 0.05 dB, so 0.1 dB here, not 0.01.
+        assert aspade["si_sdr"] == pytest.approx(_numpy_si_sdr(x_spade, x0), abs=0.1)
 
         # The LPF row: the 3 kHz Kaiser low-pass of the clean clip.
         lpf = np.asarray(degradations.lowpass(3000.0, 22050).apply(jnp.asarray(x0)))
