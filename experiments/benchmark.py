@@ -228,9 +228,7 @@ def network_record(model_spec: str, machine_gflops: float) -> dict:
         "machine_matmul_gflops": round(machine_gflops, 1),
         "fraction_of_matmul_rate": round(flops / forward_s / 1e9 / machine_gflops, 3),
         "forward_vjp_gflop": round(vjp_flops / 1e9, 1),
-        "forward_vjp_fraction_of_matmul_rate": round(
-            vjp_flops / vjp_s / 1e9 / machine_gflops, 3
-        ),
+        "forward_vjp_fraction_of_matmul_rate": round(vjp_flops / vjp_s / 1e9 / machine_gflops, 3),
         "forward_vjp_temp_mib": round(vjp_memory.temp_size_in_bytes / 2**20, 1),
         "guided_heun_step_s": round(step_s, 3),
         "restore_35_steps_s": round(restore_s, 2),

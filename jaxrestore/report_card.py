@@ -171,9 +171,8 @@ def summary(rows: Sequence[dict]) -> str:
         ]
         for r in mine:
             if r["row"] == "denoise":
-                lines.append(
-                    f"| {r['sigma']:g} | {r['prior_gain_db']:.2f} | {r.get('baseline_gain_db', '–')} |"
-                )
+                baseline = r.get("baseline_gain_db", "–")
+                lines.append(f"| {r['sigma']:g} | {r['prior_gain_db']:.2f} | {baseline} |")
         lines += ["", "| SDEdit from σ | HNR (dB) | SI-SDR to the start (dB) |", "|---|---|---|"]
         for r in mine:
             if r["row"] == "sdedit":
