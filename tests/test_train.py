@@ -286,10 +286,11 @@ def test_killed_run_resumes_where_it_stopped(tmp_path):
         assert (record["time"] < restart) == (record["step"] < 2)
         if record["step"] <= last:
             before = reference[record["step"]]
-            # remat off reorders float32 sums: gradients agree to ~1e-5, a different batch
-            # or step would differ by percents.
-            for name in ("loss", "grad_norm", "lr"):
-                np.testing.assert_allclose(record[name], before[name], rtol=1e-4, err_msg=name)
+            # remat off reorders float32 sums: losses agree to ~1e-5, gradient norms to ~5e-4
+            # on the wider generator's clips (issue #15); a different batch or step would
+            # differ by percents.
+            for name, rtol in (("loss", 1e-4), ("grad_norm", 2e-3), ("lr", 1e-4)):
+                np.testing.assert_allclose(record[name], before[name], rtol=rtol, err_msg=name)
     assert _complete_steps(checkpoint_dir)[-1] == num_steps
 
     # The EMA of the last two checkpoints follows β_t = min(0.9999, (1+t)/(10+t)), t = step.
