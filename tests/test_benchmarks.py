@@ -1,0 +1,119 @@
+"""Tests for the benchmark library: FLOP counts against their definitions, records and curves."""
+
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxrestore import priors, sample
+from jaxrestore.benchmarks import costs, networks, samplers
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_flop_counts_follow_their_definitions():
+    a, b = jnp.ones((3, 5)), jnp.ones((5, 7))
+    assert costs.count_flops(lambda a, b: a @ b, a, b) == 2 * 3 * 5 * 7
+    x = jnp.ones((4, 256))
+    assert costs.count_flops(jnp.fft.rfft, x) == 2.5 * 4 * 256 * 8
+    z = jnp.ones((4, 256), jnp.complex64)
+    assert costs.count_flops(jnp.fft.fft, z) == 5.0 * 4 * 256 * 8
+
+    # A scanned body counts once per iteration (XLA's cost analysis counts it once).
+    def scanned(a, b):
+        return jax.lax.scan(lambda c, _: (c, a @ b), 0.0, None, length=10)[1]
+
+    assert costs.count_flops(scanned, a, b) == 10 * 2 * 3 * 5 * 7
+    # Elementwise arithmetic: one per output element.
+    assert costs.count_flops(lambda x: x * 2.0 + 1.0, x) == 2 * x.size
+
+
+def test_network_record_comparison_and_parameter_count():
+    record = networks.record(
+        "sashimi:tiny",
+        100.0,
+        clip_length=1024,
+        batch=1,
+        repeats=1,
+        restore_steps=1,
+        sample_rate=22050,
+    )
+    assert record["model"] == "sashimi" and record["config"] == "tiny"
+    assert record["forward_s"] > 0 and record["forward_vjp_s"] > 0
+    assert record["forward_vjp_gflop"] > record["forward_gflop"] > 0
+    rate = record["forward_gflop"] / record["forward_s"] / 100.0
+    assert record["fraction_of_matmul_rate"] == pytest.approx(rate, rel=0.05, abs=2e-3)
+    assert record["nfe"] == sample.nfe(sample.PRESETS["rg+dc"])
+    cqt = {**record, "model": "cqtdiff", "forward_s": 3 * record["forward_s"], "forward_gflop": 12}
+    (ratio,) = networks.comparisons([record, cqt])
+    assert ratio["forward_speed_ratio"] == 3.0
+    assert ratio["flop_ratio"] == round(12 / record["forward_gflop"], 2)
+    assert list(networks.comparisons([record])) == []  # no CQT-Diff of that preset
+    # The parameter count is the sum of the initialised leaves.
+    _, _, model = networks.build("sashimi:tiny")
+    params = jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 512)), jnp.zeros((1,)))
+    expected = sum(int(np.size(p)) for p in jax.tree.leaves(params["params"]))
+    assert record["params"] == costs.count_params(model, 512) == expected > 0
+
+
+def test_declipping_curve_records_gains_intervals_and_nfe():
+    prior = priors.gaussian_prior(2048, sigma_data=0.1)
+    fast = dataclasses.replace(sample.PRESETS["rg+dc"], steps=4)
+    methods = [
+        samplers.Method("aspade", None),
+        samplers.Method("rg+dc 4 steps", fast),
+        samplers.Method("mean2 rg+dc 4 steps", fast, num_draws=2),
+    ]
+    points = list(
+        samplers.declipping_curve(
+            prior, methods, sets=("dry",), input_sdrs=(5.0,), num_clips=3, clip_length=2048
+        )
+    )
+    by = {p["method"]: p for p in points}
+    assert [p["method"] for p in points] == [m.name for m in methods]
+    assert by["aspade"]["nfe"] == 0
+    assert (
+        by["mean2 rg+dc 4 steps"]["nfe"] == 2 * by["rg+dc 4 steps"]["nfe"] == 2 * sample.nfe(fast)
+    )
+    for p in points:
+        assert len(p["clip_gains_db"]) == 3 == p["clips"]
+        assert p["si_sdr_gain_db"] == pytest.approx(np.mean(p["clip_gains_db"]), abs=0.01)
+        assert p["ci95_db"] > 0
+        assert p["aspade_gain_db"] == by["aspade"]["si_sdr_gain_db"]
+    # A-SPADE restores clipped voices: a positive gain on every clip.
+    assert min(by["aspade"]["clip_gains_db"]) > 0
+
+
+def test_declipping_methods_pair_warm_starts_with_posterior_means():
+    methods = samplers.declipping_methods([0.1, 0.01], ["rg+dc"], [1, 4])
+    names = [m.name for m in methods]
+    assert names == [
+        "aspade",
+        "rg+dc",
+        "aspade warm σ=0.1",
+        "mean4 aspade warm σ=0.1",
+        "aspade warm σ=0.01",
+        "mean4 aspade warm σ=0.01",
+    ]
+    assert methods[3].config == methods[2].config and methods[3].nfe == 4 * methods[2].nfe
+    assert methods[2].config.sigma_start == 0.1
+
+
+def test_benchmark_app_refuses_an_unknown_section():
+    result = subprocess.run(
+        [sys.executable, "-m", "experiments.benchmark", "--sections=nonsense"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: unknown section 'nonsense'; use "
+        "['networks', 'prior', 'sampler', 'sweep', 'warmstart']"
+    ]
