@@ -171,3 +171,13 @@ def barrier(name: str) -> None:
     """Waits until every process reaches the barrier called `name`."""
     if jax.process_count() > 1:
         multihost_utils.sync_global_devices(name)
+
+
+def process_rows(batch_size: int, mesh: jax.sharding.Mesh) -> range:
+    """Returns the rows of a global batch [batch_size, …] split over `'data'` that this
+    process's devices hold (all of them with one process), for it to build alone."""
+    shards = batch_sharding(mesh).addressable_devices_indices_map((batch_size,))
+    rows = sorted({r for (index,) in shards.values() for r in range(*index.indices(batch_size))})
+    if rows != list(range(rows[0], rows[-1] + 1)):
+        raise ValueError(f"this process's rows of the batch are not contiguous: {rows}")
+    return range(rows[0], rows[-1] + 1)

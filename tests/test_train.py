@@ -37,13 +37,8 @@ class Affine(nn.Module):
 
 
 def _config(**overrides) -> train.TrainConfig:
-    return train.TrainConfig(
-        model_name="sashimi",
-        model=sashimi.CONFIGS["tiny"],
-        batch_size=2,
-        num_samples=64,
-        **overrides,
-    )
+    fields = {"model": sashimi.CONFIGS["tiny"], "batch_size": 2, "num_samples": 64, **overrides}
+    return train.TrainConfig(model_name="sashimi", **fields)
 
 
 def test_learning_rate_and_ema_rate_follow_their_formulas():
@@ -458,3 +453,94 @@ def test_synthetic_mix_selects_the_generator():
     assert tuple(train.SYNTHETIC_MIXES) == synthetic.MIXES
     with pytest.raises(ValueError, match="synthetic_mix"):
         train.DataConfig(synthetic_mix="newest")
+
+
+# One level, one block: the smallest SaShiMi (S4 FFT convolutions and all) compiles fastest.
+_MINI = dataclasses.replace(sashimi.CONFIGS["tiny"], n_layers=1, pool=(4,), remat=False)
+# Compiled unoptimised: each mesh's step compiles in seconds instead of tens of seconds.
+_QUICK = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
+
+
+def _steps_on(mesh, config, initial, batches, key):
+    """Runs the data-parallel train step over `batches` on `mesh`; returns state, HLO, losses."""
+    from jaxrestore import sharding
+
+    model = checkpoints.build_model(config.model_name, config.model)
+    optimizer = train.make_optimizer(config)
+    state = jax.device_put(initial, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
+    step = train.make_train_step(model, optimizer, config, 0.2, mesh=mesh)
+    compiled = step.lower(state, sharding.global_batch(batches[0], mesh), key).compile(_QUICK)
+    losses = []
+    for batch in batches:
+        state, metrics = compiled(state, sharding.global_batch(batch, mesh), key)
+        losses.append(float(metrics["loss"]))
+    return jax.device_get(state), compiled.as_text(), losses
+
+
+def _flat(tree) -> np.ndarray:
+    return np.concatenate([np.ravel(v) for v in jax.tree.leaves(tree)])
+
+
+def test_data_parallel_steps_give_the_parameters_of_one_device():
+    """1, 4 and 8 devices, the same global batch of 8: the same losses and parameters."""
+    from jaxrestore import sharding
+
+    config = _config(model=_MINI, batch_size=8, num_samples=256, learning_rate=5e-4, warmup_steps=1)
+    model = checkpoints.build_model("sashimi", config.model)
+    optimizer = train.make_optimizer(config)
+    init = jax.jit(lambda key: train.init_state(model, optimizer, key, config.num_samples))
+    initial = jax.device_get(init.lower(jax.random.key(0)).compile(_QUICK)(jax.random.key(0)))
+    source = synthetic.SyntheticVocals(wet=None)
+    batches = [train.batch_for_step(source, 0, s, 8, 256) for s in range(3)]
+    key = jax.random.key(1)
+    reference, _, losses = _steps_on(sharding.data_mesh(1), config, initial, batches, key)
+    moved = np.linalg.norm(_flat(reference.params) - _flat(initial.params))
+    # Adam moves every weight by about lr per step, so a gradient's round-off can change an
+    # update by up to lr: the rate is small enough for 1e-5, and the steps still move the
+    # weights 50 times further than that.
+    assert moved > 5e-4 * np.linalg.norm(_flat(initial.params))
+    for devices in (4, 8):
+        state, hlo, got = _steps_on(sharding.data_mesh(devices), config, initial, batches, key)
+        np.testing.assert_allclose(got, losses, rtol=1e-5)
+        for tree in ("params", "ema_params", "opt_state"):
+            want, have = _flat(getattr(reference, tree)), _flat(getattr(state, tree))
+            # Relative error of the whole vector: float32 sums in another order.
+            assert np.linalg.norm(have - want) <= 1e-5 * np.linalg.norm(want), (devices, tree)
+        # Each device computed its own rows: the only collective is the gradients' mean.
+        assert "all-gather" not in hlo and "all-reduce" in hlo, devices
+
+
+def test_a_batch_that_does_not_divide_over_the_devices_is_refused(tmp_path):
+    from jaxrestore import sharding
+
+    with pytest.raises(ValueError, match="batch_size 6 does not divide over 4 devices"):
+        train.train(
+            _config(batch_size=6), tmp_path / "run", _NoiseSource(0.2), sharding.data_mesh(4)
+        )
+    assert not (tmp_path / "run").exists()
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "experiments.train",
+            f"--config={SMOKE}",
+            f"--workdir={tmp_path / 'cli'}",
+            "--config.batch_size=3",
+        ],
+        cwd=REPO,
+        env={
+            **os.environ,
+            "JAX_PLATFORMS": "cpu",
+            "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("train:")]
+    assert errors == [
+        "train: error: batch_size 3 does not divide over 2 devices: use a multiple of 2 "
+        "(e.g. --config.batch_size=4) or fewer devices"
+    ], result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
