@@ -70,6 +70,15 @@ def data_mesh(num_devices: int | None = None) -> jax.sharding.Mesh:
     )
 
 
+def local_mesh() -> jax.sharding.Mesh:
+    """Returns the one-axis mesh `('data',)` over this process's devices only (a tool that
+    works alone, like restoring a recording, in a single- or multi-process run)."""
+    devices = jax.local_devices()
+    return jax.make_mesh(
+        (len(devices),), (AXIS,), axis_types=(jax.sharding.AxisType.Auto,), devices=devices
+    )
+
+
 def batch_sharding(mesh: jax.sharding.Mesh) -> NamedSharding:
     """Returns the sharding that splits the leading (batch) axis over `'data'`."""
     return NamedSharding(mesh, P(AXIS))

@@ -5,6 +5,7 @@ import json
 import math
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -544,3 +545,99 @@ def test_a_batch_that_does_not_divide_over_the_devices_is_refused(tmp_path):
         "(e.g. --config.batch_size=4) or fewer devices"
     ], result.stderr[-2000:]
     assert "Traceback" not in result.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_train_together_and_resume_after_one_is_killed(tmp_path):
+    """Two localhost processes, one device each: one metrics writer, and a SIGKILL of one.
+
+    The run is killed after its checkpoint of step 2 and its log of step 4 or later; both
+    processes start again and must resume from the latest complete checkpoint (no finished
+    step lost), redo the logged steps after it with the same losses, and log each step once.
+    """
+    workdir = tmp_path / "run"
+    env = {
+        **os.environ,
+        "JAX_PLATFORMS": "cpu",
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=1",
+        "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax_cache"),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+    }
+
+    def start(flags: list[str], stderr_name: str) -> list[subprocess.Popen]:
+        port = _free_port()
+        return [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "experiments.train",
+                    f"--config={SMOKE}",
+                    f"--workdir={workdir}",
+                    "--config.lr_schedule=step",  # the runs stop at different num_steps
+                    # One block per level, no remat: the step compiles several times faster.
+                    "--config.model.n_layers=1",
+                    "--config.model.remat=false",
+                    "--multihost",
+                    f"--coordinator_address=127.0.0.1:{port}",
+                    "--num_processes=2",
+                    f"--process_id={p}",
+                    *flags,
+                ],
+                cwd=REPO,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=open(tmp_path / f"{stderr_name}{p}.err", "w"),
+            )
+            for p in (0, 1)
+        ]
+
+    log_path, checkpoint_dir = workdir / "metrics.jsonl", workdir / "checkpoints"
+    killed = start(["--config.num_steps=1000", "--config.keep_checkpoints=1000"], "killed")
+    deadline = time.time() + 500
+    while True:
+        for p, process in enumerate(killed):
+            assert process.poll() is None, (tmp_path / f"killed{p}.err").read_text()[-3000:]
+        if time.time() > deadline:
+            for process in killed:
+                process.kill()
+            raise AssertionError("no checkpoint after 500 s")
+        logged = _read_log(log_path) if log_path.exists() else []
+        if (checkpoint_dir / "2").is_dir() and logged and logged[-1]["step"] >= 4:
+            break
+        time.sleep(0.02)
+    killed[1].send_signal(signal.SIGKILL)
+    try:  # the survivor fails in its next collective, or waits there: end it too
+        killed[0].wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        killed[0].send_signal(signal.SIGKILL)
+    for process in killed:
+        process.wait()
+    reference = _read_log(log_path)
+    # One writer: each step is logged once, in order (two writers would log it twice).
+    steps = [record["step"] for record in reference]
+    assert steps == list(range(len(steps))) and len(steps) >= 5
+    saved = _complete_steps(checkpoint_dir)
+    assert saved[-1] >= 2
+
+    restart = time.time()
+    num_steps = steps[-1] + 2
+    resumed = start([f"--config.num_steps={num_steps}", "--config.checkpoint_every=1"], "resumed")
+    for p, process in enumerate(resumed):
+        assert process.wait(timeout=400) == 0, (tmp_path / f"resumed{p}.err").read_text()[-3000:]
+    final = _read_log(log_path)
+    assert [record["step"] for record in final] == list(range(num_steps))
+    for record in final:
+        # Every step up to the last complete checkpoint was kept, not redone; the rest were.
+        assert (record["time"] < restart) == (record["step"] < saved[-1]), record
+        if record["step"] < len(reference):
+            before = reference[record["step"]]
+            for name in ("loss", "grad_norm", "lr"):
+                np.testing.assert_allclose(record[name], before[name], rtol=1e-5, err_msg=name)
+    assert _complete_steps(checkpoint_dir)[-1] == num_steps
+    assert "resumed from the checkpoint of step" in (tmp_path / "resumed0.err").read_text()
