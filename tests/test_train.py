@@ -19,7 +19,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from jaxrestore import checkpoints, edm, train
+from jaxrestore import checkpoints, edm, sharding, train
 from jaxrestore.data import synthetic
 from jaxrestore.networks import sashimi
 
@@ -395,7 +395,9 @@ def test_wiener_skip_run_keeps_its_spectrum_through_checkpoint_and_export(tmp_pa
         checkpoint_every=2,
     )
     source = synthetic.SyntheticVocals(wet=None)
-    state = train.train(config, tmp_path / "run", source)
+    # Two devices of the eight: the batch of 2 splits over them (data-parallel end to end).
+    mesh = sharding.data_mesh(2)
+    state = train.train(config, tmp_path / "run", source, mesh)
     spectrum = train.measure_spectrum(source, config.seed, 4, 1024, 256)
     assert spectrum.shape == (129,) and np.all(spectrum > 0)
 
@@ -422,6 +424,7 @@ def test_wiener_skip_run_keeps_its_spectrum_through_checkpoint_and_export(tmp_pa
             dataclasses.replace(config, preconditioning="edm", num_steps=3),
             tmp_path / "run",
             source,
+            mesh,
         )
 
 
@@ -464,7 +467,6 @@ _QUICK = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passe
 
 def _steps_on(mesh, config, initial, batches, key):
     """Runs the data-parallel train step over `batches` on `mesh`; returns state, HLO, losses."""
-    from jaxrestore import sharding
 
     model = checkpoints.build_model(config.model_name, config.model)
     optimizer = train.make_optimizer(config)
@@ -484,7 +486,6 @@ def _flat(tree) -> np.ndarray:
 
 def test_data_parallel_steps_give_the_parameters_of_one_device():
     """1, 4 and 8 devices, the same global batch of 8: the same losses and parameters."""
-    from jaxrestore import sharding
 
     config = _config(model=_MINI, batch_size=8, num_samples=256, learning_rate=5e-4, warmup_steps=1)
     model = checkpoints.build_model("sashimi", config.model)
@@ -512,7 +513,6 @@ def test_data_parallel_steps_give_the_parameters_of_one_device():
 
 
 def test_a_batch_that_does_not_divide_over_the_devices_is_refused(tmp_path):
-    from jaxrestore import sharding
 
     with pytest.raises(ValueError, match="batch_size 6 does not divide over 4 devices"):
         train.train(
