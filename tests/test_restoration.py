@@ -166,9 +166,9 @@ def test_blockwise_restoration_equals_the_one_shot_restoration():
     blocks = list(restoration.restore_blocks(source, _white_prior(), plan, group=1))
     assert len(blocks) > 8  # handed on piece by piece, not all at the end
     joined = np.concatenate(blocks, axis=-1)
-    assert joined.shape == whole.samples.shape
+    assert joined.shape == whole.draws.shape
     # The level is summed over blocks in float64 here, in one float32 mean there: round-off.
-    np.testing.assert_allclose(joined, whole.samples, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(joined, whole.draws, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("rate_in,rate_out", [(48000, 22050), (22050, 48000), (8000, 22050)])

@@ -491,10 +491,10 @@ def _flat(tree) -> np.ndarray:
 def test_data_parallel_steps_give_the_parameters_of_one_device():
     """1, 4 and 8 devices, the same global batch of 8: the same losses and parameters."""
 
-    config = _config(model=_MINI, batch_size=8, num_samples=256, learning_rate=5e-4, warmup_steps=1)
+    config = _config(model=_MINI, batch_size=8, clip_length=256, learning_rate=5e-4, warmup_steps=1)
     model = checkpoints.build_model("sashimi", config.model)
     optimizer = train.make_optimizer(config)
-    init = jax.jit(lambda key: train.init_state(model, optimizer, key, config.num_samples))
+    init = jax.jit(lambda key: train.init_state(model, optimizer, key, config.clip_length))
     initial = jax.device_get(init.lower(jax.random.key(0)).compile(_QUICK)(jax.random.key(0)))
     source = synthetic.SyntheticVocals(wet=None)
     batches = [train.batch_for_step(source, 0, s, 8, 256) for s in range(3)]
