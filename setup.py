@@ -1,6 +1,16 @@
-"""Installs jaxrestore: vocal restoration with an unsupervised diffusion prior."""
+"""Installs jaxrestore: vocal restoration with an unsupervised diffusion prior.
+
+  pip install -e .             # CPU
+  pip install -e .[cuda12]     # NVIDIA GPUs, CUDA 12 wheels from PyPI (also [cuda13])
+  pip install -e .[tpu]        # Cloud TPU VMs (libtpu)
+
+The accelerator extras pin JAX to the version the project is tested with (requirements.txt),
+through JAX's own extras, which bring the matching jaxlib and plugin.
+"""
 
 import setuptools
+
+JAX_VERSION = "0.10.2"  # as pinned in requirements.txt
 
 setuptools.setup(
     name="jaxrestore",
@@ -23,4 +33,8 @@ setuptools.setup(
         "tqdm>=4.66",
         "matplotlib>=3.9",
     ],
+    extras_require={
+        accelerator: [f"jax[{accelerator}]=={JAX_VERSION}"]
+        for accelerator in ("cuda12", "cuda13", "cuda12-local", "tpu")
+    },
 )

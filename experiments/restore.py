@@ -2,18 +2,23 @@ r"""Restores a damaged vocal recording with the diffusion prior.
 
   python -m experiments.restore --input clipped.wav --output restored.wav --task=declip
 
-Any rate, channel count and length. The threshold (declip) and the cutoff (bwe) are read off
-the recording unless given. Bad input gets one line on stderr and exit status 2, and nothing
-is written; outputs are written atomically and never replace a file without --overwrite.
+Any rate, channel count and length: the recording is read, restored and written in blocks, on
+every local device, so memory does not grow with its length. The threshold (declip) and the
+cutoff (bwe) are read off the recording unless given. Bad input gets one line on stderr and
+exit status 2, and nothing is written; outputs are written atomically and never replace a
+file without --overwrite.
 
 This file is intentionally kept short: the logic is in `jaxrestore.restoration`.
 """
 
+import contextlib
 import dataclasses
 import os
 import sys
 import time
 
+import numpy as np
+import soundfile as sf
 from absl import flags, logging
 
 from experiments import cli
@@ -43,7 +48,9 @@ flags.DEFINE_float(
 flags.DEFINE_integer("num_draws", 1, "Posterior draws; >1 writes their mean, each, and a spread.")
 flags.DEFINE_integer("seed", 0, "Random seed.")
 flags.DEFINE_string("checkpoint", None, "A training work dir or exported model; default: shipped.")
-flags.DEFINE_integer("batch_size", 4, "Segments restored per compiled call.")
+flags.DEFINE_integer(
+    "batch_size", 4, "Segments (SPADE: pieces) per compiled call, rounded up to the devices."
+)
 flags.DEFINE_integer("segment_length", 65536, "Model-rate samples per segment.")
 flags.DEFINE_bool("plot", False, "Also write a PNG of input, output and difference spectrograms.")
 flags.DEFINE_bool("overwrite", False, "Replace existing output files.")
@@ -52,6 +59,19 @@ flags.DEFINE_bool("overwrite", False, "Replace existing output files.")
 # ΠGDM + DC led, within noise of each other, and RP is the poster's best row; on bandwidth
 # extension every row was worse than the input, and RG + DC is the cheapest.
 DEFAULT_METHOD = {"declip": "rg_drho+dc+rp", "bwe": "rg+dc", "inpaint": "rg+dc"}
+
+
+# The figures show the first minute: a whole hour would not fit a plot, nor memory.
+_PLOT_SECONDS = 60
+
+
+def _excerpt(path: str) -> np.ndarray:
+    """Returns the first `_PLOT_SECONDS` of a sound file, [C, n]."""
+    info = sf.info(path)
+    frames, _ = sf.read(
+        path, frames=_PLOT_SECONDS * info.samplerate, dtype="float32", always_2d=True
+    )
+    return frames.T
 
 
 def main(argv):
@@ -80,24 +100,35 @@ def main(argv):
     if extension.lower() not in (".wav", ".flac", ".ogg"):
         raise cli.UsageError(f"--output must end in .wav, .flac or .ogg, got {extension!r}")
 
-    x, rate = audio.read_audio(source)
-    restoration.check_recording(x, source)
+    recording = restoration.FileSource(source)
+    rate, channels = recording.sample_rate, recording.channels
     method = FLAGS.method or DEFAULT_METHOD[FLAGS.task]
-    logging.info("%s: %d channel(s), %d samples at %d Hz", source, *x.shape, rate)
+    logging.info("%s: %d channel(s), %d samples at %d Hz", source, channels, recording.frames, rate)
+    # A declipped peak may exceed full scale: WAV keeps it in float; FLAC/OGG must clip.
+    subtype = {".wav": "FLOAT", ".flac": "PCM_24", ".ogg": "VORBIS"}[extension.lower()]
+
+    def writer(path):
+        return audio.AudioWriter(path, rate, channels, subtype, overwrite=FLAGS.overwrite)
 
     start = time.perf_counter()
     if method in ("aspade", "sspade"):
         if FLAGS.task != "declip":
             raise cli.UsageError(f"--method={method} is a declipper; use it with --task=declip")
-        settings = restoration.resolve_settings(
-            x,
-            rate,
+        found = restoration.survey(recording)
+        settings = restoration.resolve_stream_settings(
+            recording,
             restoration.Settings(
                 task="declip", config=sample.SamplerConfig(), clip_threshold=FLAGS.clip_threshold
             ),
+            found,
         )
-        mean = restoration.declip_classical(x, settings.clip_threshold, method)
-        samples = mean[None]
+        with writer(target) as out:
+            blocks = restoration.declip_blocks(
+                recording, settings.clip_threshold, found.peak, method, batch=FLAGS.batch_size
+            )
+            for block in blocks:
+                out.write(block)
+        peak = out.peak
     else:
         if method not in sample.PRESETS:
             raise cli.UsageError(
@@ -128,27 +159,28 @@ def main(argv):
             segment_length=FLAGS.segment_length,
             batch_size=FLAGS.batch_size,
         )
-        with cli.progress_bar(f"{FLAGS.task} ({method})") as progress:
-            result = restoration.restore_recording(x, rate, prior, settings, progress)
-        mean, samples = result.mean, result.draws
-        settings = dataclasses.replace(
-            settings, clip_threshold=result.clip_threshold, cutoff_hz=result.cutoff_hz
-        )
+        plan, _ = restoration.plan(recording, prior, settings)
+        settings = plan.settings
+        several = FLAGS.num_draws > 1
+        sample_paths = outputs[1 : 1 + FLAGS.num_draws] if several else []
+        with contextlib.ExitStack() as stack, cli.progress_bar(f"{FLAGS.task} ({method})") as bar:
+            out = stack.enter_context(writer(target))
+            each = [stack.enter_context(writer(path)) for path in sample_paths]
+            for block in restoration.restore_blocks(recording, prior, plan, progress=bar):
+                out.write(block.mean(axis=0))  # [S, C, n] → the posterior mean
+                for s, sample_out in enumerate(each):
+                    sample_out.write(block[s])
+        peak = max([out.peak] + [w.peak for w in each])
+        if several:
+            samples = np.stack([_excerpt(path) for path in sample_paths])
+            cli.plot_spread(f"{stem}.spread.png", samples, rate)
     elapsed = time.perf_counter() - start
+    recording.close()
 
-    # A declipped peak may exceed full scale: WAV keeps it in float; FLAC/OGG must clip.
-    subtype = {".wav": "FLOAT", ".flac": "PCM_24", ".ogg": "VORBIS"}[extension.lower()]
-    if subtype != "FLOAT" and float(abs(samples).max()) > 1.0:
+    if subtype != "FLOAT" and peak > 1.0:
         logging.warning("the restoration peaks above full scale; %s clips it (use .wav)", target)
-    audio.write_audio(target, mean, rate, subtype=subtype, overwrite=FLAGS.overwrite)
-    if FLAGS.num_draws > 1:
-        for s in range(FLAGS.num_draws):
-            audio.write_audio(
-                outputs[1 + s], samples[s], rate, subtype=subtype, overwrite=FLAGS.overwrite
-            )
-        cli.plot_spread(f"{stem}.spread.png", samples, rate)
     if FLAGS.plot:
-        cli.plot_spectrograms(f"{stem}.png", x, mean, rate)
+        cli.plot_spectrograms(f"{stem}.png", _excerpt(source), _excerpt(target), rate)
     detail = (
         f"threshold {settings.clip_threshold:.4g}"
         if FLAGS.task == "declip"
@@ -157,8 +189,8 @@ def main(argv):
         else "gaps"
     )
     print(
-        f"{target}: {FLAGS.task} with {method} ({detail}), {x.shape[1] / rate:.2f} s of audio "
-        f"in {elapsed:.1f} s (real-time factor {elapsed * rate / x.shape[1]:.2f})"
+        f"{target}: {FLAGS.task} with {method} ({detail}), {recording.frames / rate:.2f} s of "
+        f"audio in {elapsed:.1f} s (real-time factor {elapsed * rate / recording.frames:.2f})"
     )
 
 

@@ -4,6 +4,14 @@
   python -m experiments.train --config=experiments/configs/sashimi_vocals.py \
       --data_dir=/data/nus48e,/data/nhss,/data/musdb18hq --workdir=/tmp/vocals
 
+Data-parallel over every device; several processes (one per host) train together with
+
+  python -m experiments.train --config=... --workdir=/shared/run --multihost \
+      --coordinator_address=10.0.0.1:12345 --num_processes=2 --process_id=0    # and =1
+
+each drawing its own rows of every batch; process 0 alone writes metrics.jsonl, and all of
+them take part in the checkpoints (Orbax writes each once) in the shared --workdir.
+
 This file is intentionally kept short: the logic is in `jaxrestore.train`.
 """
 
@@ -15,13 +23,18 @@ import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from jaxrestore import checkpoints, train
+from jaxrestore import checkpoints, sharding, train
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Training configuration file.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder for checkpoints and metrics.jsonl.")
 _DATA_DIR = flags.DEFINE_string(
     "data_dir", None, "Dataset folder(s), comma-separated; replaces config.data.data_dir."
 )
+_NUM_DEVICES = flags.DEFINE_integer("num_devices", None, "Use only the first N devices.")
+_MULTIHOST = flags.DEFINE_bool("multihost", False, "Join a multi-process run first.")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -81,6 +94,14 @@ def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     logging.get_absl_handler().addFilter(_QuietOrbax())
+    try:
+        if _MULTIHOST.value:  # before anything touches a device
+            sharding.initialize_distributed(
+                _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value
+            )
+        mesh = sharding.data_mesh(_NUM_DEVICES.value)
+    except ValueError as error:
+        _fail(error)
     logging.info(
         "JAX process %d of %d; %d local devices of %d: %s",
         jax.process_index(),
@@ -91,11 +112,12 @@ def main(argv: list[str]) -> None:
     )
     try:
         config = train_config(_CONFIG.value, _DATA_DIR.value)
+        train.check_batch_size(config.batch_size, mesh)
         source = train.data_source(config.data)
     except (ValueError, OSError) as error:  # OSError: a config file that did not load
         _fail(error)
     try:
-        train.train(config, _WORKDIR.value, source)
+        train.train(config, _WORKDIR.value, source, mesh)
     except train.WorkdirError as error:
         _fail(error)
 

@@ -3,7 +3,8 @@
 Arrays here are NumPy float32 laid out channels-first, `[C, T]`. Reading checks what it got
 (a real audio file, at least one sample, only finite values) and says which file was wrong and
 why in one line, as an `AudioError`. Writing goes through a temporary file in the target's own
-folder and `os.replace`, so a crash never leaves a half-written file under the final name.
+folder and `os.replace`, so a crash never leaves a half-written file under the final name;
+`AudioWriter` does the same for a recording written block by block.
 """
 
 import math
@@ -129,3 +130,71 @@ def write_audio(
         if os.path.exists(temporary):
             os.remove(temporary)
         raise
+
+
+class AudioWriter:
+    """Writes a recording block by block, atomically: a temporary file beside `path`, renamed
+    to `path` only when the `with` block ends without an error (else removed).
+
+        with AudioWriter("out.wav", 48000, channels=2, subtype="FLOAT") as out:
+            for block in blocks:  # [C, n] each
+                out.write(block)
+
+    Raises:
+      AudioError: `path` exists and `overwrite` is False, or a block holds NaN/Inf.
+      ValueError: an unknown extension or a bad rate.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        sample_rate: int,
+        channels: int,
+        subtype: str = "PCM_24",
+        overwrite: bool = False,
+    ):
+        self.path = os.fspath(path)
+        self.extension = os.path.splitext(self.path)[1].lower()
+        if self.extension not in _FORMATS:
+            raise ValueError(
+                f"{self.path}: unknown audio extension {self.extension!r}, "
+                f"use one of {list(_FORMATS)}"
+            )
+        if sample_rate <= 0:
+            raise ValueError(f"sample_rate must be positive, got {sample_rate}")
+        if os.path.exists(self.path) and not overwrite:
+            raise AudioError(f"{self.path}: already exists; pass overwrite=True to replace it")
+        self.sample_rate, self.channels, self.subtype = sample_rate, channels, subtype
+        self.peak = 0.0  # the largest |sample| written
+        self._file = None
+
+    def __enter__(self) -> "AudioWriter":
+        folder, name = os.path.split(os.path.abspath(self.path))
+        self._temporary = os.path.join(
+            folder, f".{name}.{uuid.uuid4().hex[:12]}.tmp{self.extension}"
+        )
+        self._file = sf.SoundFile(
+            self._temporary,
+            "w",
+            self.sample_rate,
+            self.channels,
+            self.subtype,
+            format=_FORMATS[self.extension],
+        )
+        return self
+
+    def write(self, block: ArrayLike) -> None:
+        """Appends a block [C, n] (or [n] for one channel)."""
+        block = np.asarray(block, np.float32)
+        block = block[None] if block.ndim == 1 else block
+        if not np.all(np.isfinite(block)):
+            raise AudioError(f"{self.path}: refusing to write NaN or Inf samples")
+        self.peak = max(self.peak, float(np.max(np.abs(block), initial=0.0)))
+        self._file.write(block.T)
+
+    def __exit__(self, kind, error, traceback) -> None:
+        self._file.close()
+        if kind is None:
+            os.replace(self._temporary, self.path)
+        elif os.path.exists(self._temporary):
+            os.remove(self._temporary)

@@ -2,21 +2,33 @@
 
 A recording is resampled to the model's rate, scaled to the level the prior was trained at,
 cut into overlapping segments (every channel and posterior sample a clip of the batch),
-restored in fixed-size batches by one compiled `sample.Restorer`, and joined again with
-complementary raised-cosine cross-fades. Working memory is one batch, whatever the length.
+restored in fixed-size batches spread over every local device (`sample.ShardedRestorer`), and
+joined again with complementary raised-cosine cross-fades.
+
+Everything streams (`restore_blocks`, `declip_blocks`): the recording is read from a `Source`
+(an array, or a sound file read piece by piece) a group of segments at a time, resampled
+piecewise with enough context that each piece equals the same samples of the whole signal
+resampled at once, restored, cross-faded into the previous group's tail, resampled back and
+handed on; the estimates (threshold, cutoff, level, gaps) take a first pass. Host memory is a
+few batches of segments whatever the length, and the result is the one-shot restoration's
+(to float32 round-off) for any grouping. A-SPADE streams the same way, in pieces of a few
+seconds with a margin of its own window, every piece run at the recording's level.
 """
 
 import dataclasses
-from collections.abc import Callable
+import math
+import os
+from collections.abc import Callable, Iterator
+from typing import Protocol
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import scipy.ndimage
 import scipy.signal
+import soundfile as sf
 
 from jaxrestore import audio as audio_io
-from jaxrestore import degradations, priors, sample, spade
+from jaxrestore import degradations, priors, sample, sharding, spade
 
 TASKS = ("declip", "bwe", "inpaint")
 
@@ -42,10 +54,19 @@ def estimate_clip_threshold(x: np.ndarray) -> float:
     peak = a.max(initial=0.0)
     if peak <= 0:
         raise RestorationError("the recording is silent: nothing to declip")
+    return _threshold_from_counts(peak, *_top_counts(a, peak), a.size)
+
+
+def _top_counts(a: np.ndarray, peak: float) -> tuple[int, int]:
+    """Counts |x| at the top (within 0.1 % of the peak) and in the 1 % of the range below it."""
     at_top = np.count_nonzero(a >= peak * (1 - 1e-3))
-    # The next 1 % of the range below the top, per 0.1 %: what an unclipped tail looks like.
-    below = np.count_nonzero((a >= peak * 0.99) & (a < peak * (1 - 1e-3))) / 9.0
-    if at_top < max(8, 1e-4 * a.size) or at_top < 4 * max(below, 1.0):
+    return at_top, np.count_nonzero((a >= peak * 0.99) & (a < peak * (1 - 1e-3)))
+
+
+def _threshold_from_counts(peak: float, at_top: int, below_top: int, size: int) -> float:
+    """The test of `estimate_clip_threshold` on counts, which a pass over blocks can sum."""
+    below = below_top / 9.0  # per 0.1 % of the range: what an unclipped tail looks like
+    if at_top < max(8, 1e-4 * size) or at_top < 4 * max(below, 1.0):
         raise RestorationError(
             f"no clipping found (only {at_top} samples at the peak {peak:.4g}); "
             "pass --clip_threshold to declip anyway"
@@ -226,12 +247,439 @@ def resolve_settings(x: np.ndarray, sample_rate: int, settings: Settings) -> Set
     return settings
 
 
+# ---------------------------------------------------------------------------------------------
+# Sources: a recording read piece by piece.
+
+
+class Source(Protocol):
+    """A recording read piece by piece: `read(start, stop)` → float32 [C, stop − start], with
+    zeros outside `[0, frames)`."""
+
+    frames: int
+    channels: int
+    sample_rate: int
+
+    def read(self, start: int, stop: int) -> np.ndarray: ...
+
+
+class ArraySource:
+    """A recording held in memory, `x` [C, T], as a `Source`."""
+
+    def __init__(self, x: np.ndarray, sample_rate: int):
+        self.x = np.asarray(x, np.float32)
+        self.channels, self.frames = self.x.shape
+        self.sample_rate = int(sample_rate)
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        out = np.zeros((self.channels, stop - start), np.float32)
+        a, b = max(start, 0), min(stop, self.frames)
+        if a < b:
+            out[:, a - start : b - start] = self.x[:, a:b]
+        return out
+
+
+class FileSource:
+    """A sound file as a `Source`: only the frames asked for are read (soundfile seeks)."""
+
+    def __init__(self, path: str | os.PathLike):
+        path = os.fspath(path)
+        if not os.path.isfile(path) or os.path.getsize(path) == 0:
+            audio_io.read_audio(path)  # raises the AudioError that says what is wrong
+        try:
+            info = sf.info(path)
+        except (sf.LibsndfileError, RuntimeError) as error:
+            reason = " ".join(str(error).split())
+            raise audio_io.AudioError(f"{path}: not a readable audio file ({reason})") from None
+        if info.frames <= 0:
+            raise audio_io.AudioError(f"{path}: the file holds no samples")
+        self.path, self.frames = path, int(info.frames)
+        self.channels, self.sample_rate = int(info.channels), int(info.samplerate)
+        self._file = sf.SoundFile(path)
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        out = np.zeros((self.channels, stop - start), np.float32)
+        a, b = max(start, 0), min(stop, self.frames)
+        if a < b:
+            self._file.seek(a)
+            frames = self._file.read(b - a, dtype="float32", always_2d=True)  # [n, C]
+            out[:, a - start : a - start + frames.shape[0]] = frames.T
+        return out
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _blocks(frames: int, block: int) -> Iterator[tuple[int, int]]:
+    """Yields `(start, stop)` of consecutive blocks of at most `block` frames."""
+    for start in range(0, frames, block):
+        yield start, min(start + block, frames)
+
+
+@dataclasses.dataclass(frozen=True)
+class Survey:
+    """What a first pass over a recording found: its length, peak and whether it has gaps."""
+
+    frames: int
+    peak: float
+    has_gaps: bool
+
+
+def survey(source: Source, block: int = 1 << 20, min_gap: int = 32) -> Survey:
+    """Reads the recording once in blocks: checks it (`check_recording`), finds its peak and
+    whether it has dropouts (runs of ≥ `min_gap` zeros, found across block borders too)."""
+    peak, has_gaps = 0.0, False
+    for start, stop in _blocks(source.frames, block):
+        # min_gap frames of context either side: a run crossing a border is seen whole.
+        lo, hi = max(start - min_gap, 0), min(stop + min_gap, source.frames)
+        x = source.read(lo, hi)
+        core = x[:, start - lo : stop - lo]
+        if not np.all(np.isfinite(core)):
+            raise RestorationError("the recording holds NaN or Inf samples")
+        peak = max(peak, float(np.max(np.abs(core))))
+        if not has_gaps:
+            has_gaps = any(detect_gaps(ch, min_gap)[start - lo : stop - lo].min() == 0 for ch in x)
+    if peak == 0:
+        raise RestorationError("the recording is silent (all samples are zero)")
+    return Survey(source.frames, peak, has_gaps)
+
+
+def resolve_stream_settings(
+    source: Source, settings: Settings, found: Survey, block: int = 1 << 20
+) -> Settings:
+    """`resolve_settings` for a `Source`: the estimates from counts summed over blocks (the
+    threshold) or from excerpts spread over the recording (the cutoff) when it is long."""
+    threshold, cutoff = settings.clip_threshold, settings.cutoff_hz
+    if settings.task == "declip" and threshold is None:
+        at_top = below = 0
+        for start, stop in _blocks(source.frames, block):
+            a = np.abs(source.read(start, stop).astype(np.float64)).ravel()
+            top, under = _top_counts(a, found.peak)
+            at_top, below = at_top + top, below + under
+        threshold = _threshold_from_counts(
+            found.peak, at_top, below, source.frames * source.channels
+        )
+    if settings.task == "bwe" and cutoff is None:
+        if source.frames <= block:
+            excerpt = source.read(0, source.frames)
+        else:  # eight excerpts spread over the recording: a long-term spectrum's sample
+            size = block // 8
+            starts = np.linspace(0, source.frames - size, 8).astype(int)
+            excerpt = np.concatenate([source.read(a, a + size) for a in starts], axis=-1)
+        cutoff = estimate_cutoff(excerpt, source.sample_rate)
+    # Only the peak of the recording matters to the checks that follow.
+    stand_in = np.array([[found.peak]], np.float32)
+    settings = dataclasses.replace(settings, clip_threshold=threshold, cutoff_hz=cutoff)
+    return resolve_settings(stand_in, source.sample_rate, settings)
+
+
+# ---------------------------------------------------------------------------------------------
+# Resampling a piece as the whole would be.
+
+
+def _ratio(rate_in: int, rate_out: int) -> tuple[int, int]:
+    divisor = math.gcd(rate_in, rate_out)
+    return rate_out // divisor, rate_in // divisor  # (up, down)
+
+
+def resampled_range(
+    read: Callable[[int, int], np.ndarray], rate_in: int, rate_out: int, start: int, stop: int
+) -> np.ndarray:
+    """Returns samples [start, stop) of `audio.resample(x, rate_in, rate_out)` [C, …], reading
+    only the part of `x` they depend on (`read(a, b)`: samples [a, b), zero outside `x`).
+
+    `resample_poly`'s output sample j sits at input time j·down/up and its filter reaches
+    10·max(up, down) up-sampled samples either side: resampling an excerpt that starts at a
+    multiple of `down` (so that its outputs fall on the whole's) with that reach of context
+    gives the whole's samples, the same sums of the same products.
+    """
+    if rate_in == rate_out:
+        return read(start, stop)
+    up, down = _ratio(rate_in, rate_out)
+    context = down * (-(-(10 * max(up, down) // up + 2) // down))  # input samples, × down
+    first = (start // up) * down - context  # a multiple of down
+    last = -(-stop // up) * down + context
+    y = audio_io.resample(read(first, last), rate_in, rate_out)
+    offset = start - first * up // down
+    return y[..., offset : offset + stop - start]
+
+
+def _model_gaps(source: Source, model_rate: int, start: int, stop: int) -> np.ndarray:
+    """Returns the gap masks [C, stop − start] of model-rate samples [start, stop).
+
+    Gaps are found at the recording's own rate (resampling smears a run of zeros) and carried
+    over: a model-rate sample counts as missing when any of it comes from a gap.
+    """
+    rate = source.sample_rate
+    # Input samples around the range, with room for a whole run of zeros at either end.
+    lo = max(int(np.floor(start * rate / model_rate)) - 40, 0)
+    hi = min(int(np.ceil(stop * rate / model_rate)) + 40, source.frames)
+    masks = np.stack([detect_gaps(ch) for ch in source.read(lo, hi)])
+    t_model = np.arange(start, stop) / model_rate
+    t_input = np.arange(lo, hi) / rate
+    carried = np.stack([np.interp(t_model, t_input, m) for m in masks])
+    return (carried >= 1.0 - 1e-6).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# Restoring a recording in groups of segments.
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """A resolved restoration: the settings, the prior's level `gain`, the recording's length
+    at the model's rate and the segments per channel."""
+
+    settings: Settings
+    gain: float
+    model_frames: int
+    per_channel: int
+
+
+def plan(
+    source: Source, prior: priors.Prior, settings: Settings, block: int = 1 << 20
+) -> tuple[Plan, Survey]:
+    """Surveys the recording, fills in the estimates and measures its level at the model's rate."""
+    if settings.segment_length <= 0 or settings.segment_length % prior.length_multiple:
+        raise RestorationError(
+            f"segment_length {settings.segment_length} must be a positive multiple of "
+            f"{prior.length_multiple}"
+        )
+    found = survey(source, block)
+    settings = resolve_stream_settings(source, settings, found, block)
+    if settings.task == "inpaint" and not found.has_gaps:
+        raise RestorationError("no gaps (runs of zero samples) found to inpaint")
+    frames = -(-source.frames * prior.sample_rate // source.sample_rate)  # resample's length
+    # The prior knows one loudness: bring the recording's RMS to σ_d and back afterwards.
+    if frames <= block:  # one block: the level as NumPy takes it of a whole array
+        y = _observation(source, prior, settings, 0, frames, frames)
+        rms = float(np.sqrt(np.mean(y**2)))
+    else:
+        squares = 0.0
+        for start, stop in _blocks(frames, block):
+            y = _observation(source, prior, settings, start, stop, frames)
+            squares += float(np.sum(np.square(y, dtype=np.float64)))
+        rms = math.sqrt(squares / (frames * source.channels))
+    gain = prior.sigma_data / max(rms, 1e-8)
+    hop = settings.segment_length - settings.overlap
+    per_channel = max(1, int(np.ceil(max(frames - settings.overlap, 1) / hop)))
+    return Plan(settings, gain, frames, per_channel), found
+
+
+def _observation(
+    source: Source, prior: priors.Prior, settings: Settings, start: int, stop: int, frames: int
+) -> np.ndarray:
+    """Returns y at the model's rate, samples [start, stop) [C, …]; zero past the end."""
+    y = resampled_range(source.read, source.sample_rate, prior.sample_rate, start, stop)
+    y[:, max(frames - start, 0) :] = 0.0  # the segments' zero padding
+    if settings.task == "declip":
+        # Resampling smears a clipped plateau; clip again so that y = A(x) holds exactly.
+        y = np.clip(y, -settings.clip_threshold, settings.clip_threshold)
+    return y
+
+
+def group_size(settings: Settings, channels: int, num_devices: int) -> int:
+    """Returns segments per group: the fewest whose clips fill whole batches, at least 4."""
+    batch = -(-settings.batch_size // num_devices) * num_devices
+    clips = channels * settings.num_draws
+    base = batch // math.gcd(batch, clips)  # base·clips is a multiple of the batch
+    return base * max(1, -(-4 * batch // (base * clips)))
+
+
+def restore_blocks(
+    source: Source,
+    prior: priors.Prior,
+    plan: Plan,
+    *,
+    mesh: jax.sharding.Mesh | None = None,
+    group: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Iterator[np.ndarray]:
+    """Restores a recording group by group; yields its restorations in consecutive blocks.
+
+    Args:
+      source: the degraded recording.
+      prior: the denoiser and its training rate and scale.
+      plan: from `plan(source, prior, settings)`.
+      mesh: the devices to restore on; by default every local device.
+      group: segments per channel restored at a time (default `group_size`): host memory is
+        this many segments of every channel and posterior sample, whatever the length.
+      progress: called as `progress(done, total)` in denoiser evaluations.
+
+    Yields:
+      float32 [S, C, n] blocks at the input's rate that join into the whole [S, C, T].
+    """
+    settings, gain, frames, per_channel = (
+        plan.settings,
+        plan.gain,
+        plan.model_frames,
+        plan.per_channel,
+    )
+    L, overlap, S, C = (
+        settings.segment_length,
+        settings.overlap,
+        settings.num_draws,
+        source.channels,
+    )
+    hop = L - overlap
+    mesh = sharding.local_mesh() if mesh is None else mesh
+    group = group_size(settings, C, mesh.size) if group is None else group
+    restorer, params_of = _restorer(prior, settings, gain, mesh)
+    key = jax.random.key(settings.seed)
+    # One compiled shape for every batch; a short recording needs no padding it cannot fill.
+    total_clips = C * per_channel * S
+    batch = -(-min(settings.batch_size, total_clips) // mesh.size) * mesh.size
+    num_batches = sum(
+        -(-C * min(group, per_channel - k0) * S // batch) for k0 in range(0, per_channel, group)
+    )
+    done = 0
+    # The first, middle and last segments' fades of `crossfade_weights`, and no fade at all.
+    weights = np.concatenate([crossfade_weights(3, L, overlap), np.ones((1, L), np.float32)])
+    restored = _ModelRateBuffer(S, C, frames)
+    output = _BackResampler(restored, prior.sample_rate, source.sample_rate, source.frames)
+    carry = np.zeros((S, C, overlap), np.float32)
+    for k0 in range(0, per_channel, group):
+        count = min(group, per_channel - k0)
+        start = k0 * hop
+        y = gain * _observation(
+            source, prior, settings, start, start + count * hop + overlap, frames
+        )
+        segments = np.stack(
+            [y[:, k * hop : k * hop + L] for k in range(count)], axis=1
+        )  # [C, G, L]
+        masks = None
+        if settings.task == "inpaint":
+            gaps = _model_gaps(source, prior.sample_rate, start, start + count * hop + overlap)
+            gaps[:, max(frames - start, 0) :] = 1.0  # the end padding counts as observed silence
+            masks = np.stack([gaps[:, k * hop : k * hop + L] for k in range(count)], axis=1)
+            segments = segments * masks
+        clips = [(c, k, s) for c in range(C) for k in range(count) for s in range(S)]
+        out = np.zeros((C, count, S, L), np.float32)
+        for b0 in range(0, len(clips), batch):
+            chunk = clips[b0 : b0 + batch]
+            padded = chunk + [chunk[-1]] * (batch - len(chunk))
+            rows = np.array([c * per_channel + k0 + k for c, k, _ in padded])
+            keys = np.stack(
+                [
+                    jax.random.key_data(jax.random.fold_in(jax.random.fold_in(key, row), s))
+                    for row, (_, _, s) in zip(rows, padded, strict=True)
+                ]
+            )
+            y_batch = np.stack([segments[c, k] for c, k, _ in padded])
+            params = params_of([None if masks is None else masks[c, k] for c, k, _ in padded])
+
+            def report(n, _, done=done):
+                if progress is not None:
+                    progress(done + n, restorer.nfe * num_batches)
+
+            x_hat = np.asarray(restorer(y_batch, params, keys, progress=report))
+            done += restorer.nfe
+            for row, (c, k, s) in enumerate(chunk):
+                out[c, k, s] = x_hat[row]
+        # Overlap-add with the cross-fades of the whole: the carry is the last group's tail.
+        joined = np.zeros((S, C, count * hop + overlap), np.float32)
+        joined[..., :overlap] = carry
+        for k in range(count):
+            fade = weights[_fade_row(k0 + k, per_channel)]
+            joined[..., k * hop : k * hop + L] += out[:, k].transpose(1, 0, 2) * fade
+        final = count * hop if k0 + count < per_channel else count * hop + overlap
+        carry = joined[..., count * hop :]
+        restored.append(joined[..., :final] / gain)
+        yield from output.ready()
+    yield from output.ready(finished=True)
+
+
+def _fade_row(index: int, count: int) -> int:
+    """Returns the row of segment `index` of `count` in `restore_blocks`' weights."""
+    if count == 1:
+        return 3
+    return 0 if index == 0 else 2 if index == count - 1 else 1
+
+
+def _restorer(prior: priors.Prior, settings: Settings, gain: float, mesh: jax.sharding.Mesh):
+    """Returns the sharded restorer of the task and the per-clip parameters of a batch."""
+    if settings.task == "declip":
+        c = np.float32(gain * settings.clip_threshold)
+        restorer = sample.ShardedRestorer(prior, settings.config, mesh, degradations.Clip)
+        return restorer, lambda masks: np.full(len(masks), c, np.float32)
+    if settings.task == "bwe":
+        nyquist = prior.sample_rate / 2
+        if settings.cutoff_hz >= 0.8 * nyquist:
+            raise RestorationError(
+                f"cutoff {settings.cutoff_hz:g} Hz leaves nothing for the model to extend: it "
+                f"must be below {0.8 * nyquist:g} Hz (the model's rate is {prior.sample_rate} Hz)"
+            )
+        lowpass = degradations.lowpass(settings.cutoff_hz, prior.sample_rate)
+        restorer = sample.ShardedRestorer(prior, settings.config, mesh, lambda _: lowpass)
+        return restorer, lambda masks: np.zeros(len(masks), np.float32)
+    restorer = sample.ShardedRestorer(prior, settings.config, mesh, degradations.Mask)
+    return restorer, lambda masks: np.stack(masks).astype(np.float32)
+
+
+class _ModelRateBuffer:
+    """The restorations at the model's rate [S, C, …], kept only as far back as still needed."""
+
+    def __init__(self, num_samples: int, channels: int, frames: int):
+        self.data = np.zeros((num_samples, channels, 0), np.float32)
+        self.start, self.frames = 0, frames  # absolute index of data[..., 0]; total length
+
+    @property
+    def stop(self) -> int:
+        return self.start + self.data.shape[-1]
+
+    def append(self, x: np.ndarray) -> None:
+        self.data = np.concatenate([self.data, x[..., : self.frames - self.stop]], axis=-1)
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Samples [start, stop) [S·C, …], zero outside the recording (as resampling pads)."""
+        S, C = self.data.shape[:2]
+        out = np.zeros((S * C, stop - start), np.float32)
+        a, b = max(start, 0), min(stop, self.stop)
+        if a < b:
+            if a < self.start:
+                raise RuntimeError(f"sample {a} was dropped already (kept from {self.start})")
+            out[:, a - start : b - start] = self.data[..., a - self.start : b - self.start].reshape(
+                S * C, -1
+            )
+        return out
+
+    def drop_before(self, index: int) -> None:
+        index = min(max(index, self.start), self.stop)
+        self.data = self.data[..., index - self.start :]
+        self.start = index
+
+
+class _BackResampler:
+    """Resamples the model-rate restorations back to the input's rate as they become final."""
+
+    def __init__(self, buffer: _ModelRateBuffer, model_rate: int, rate: int, frames: int):
+        self.buffer, self.model_rate, self.rate, self.frames = buffer, model_rate, rate, frames
+        self.done = 0  # input-rate samples handed on
+        up, down = _ratio(model_rate, rate)
+        # Model-rate samples past the last output sample that its resampling reads.
+        self.reach = down * (-(-(10 * max(up, down) // up + 2) // down)) + 2 * down
+
+    def ready(self, finished: bool = False) -> Iterator[np.ndarray]:
+        b = self.buffer
+        S, C = b.data.shape[:2]
+        if finished:
+            stop = self.frames
+        else:  # output j reads model-rate samples up to about j·model_rate/rate + reach
+            stop = min(int((b.stop - self.reach) * self.rate // self.model_rate), self.frames)
+        if stop <= self.done:
+            return
+        out = resampled_range(b.read, self.model_rate, self.rate, self.done, stop)
+        yield out.reshape(S, C, -1)
+        self.done = stop
+        b.drop_before(int(self.done * self.model_rate // self.rate) - self.reach)
+
+
 def restore_recording(
     x: np.ndarray,
     sample_rate: int,
     prior: priors.Prior,
     settings: Settings,
     progress: Callable[[int, int], None] | None = None,
+    mesh: jax.sharding.Mesh | None = None,
 ) -> Result:
     """Restores a recording `x` [C, T] at `sample_rate` with a diffusion prior.
 
@@ -241,112 +689,78 @@ def restore_recording(
       prior: the denoiser, its rate, level and the lengths it accepts.
       settings: task and sampler settings (estimates are filled in here).
       progress: called as `progress(done, total)` in denoiser evaluations.
+      mesh: the devices to restore on; by default every local device.
 
     Returns:
       The restorations at the input's rate, length and channel count.
     """
     x = np.asarray(x, np.float32)
     check_recording(x)
-    settings = resolve_settings(x, sample_rate, settings)
-    if settings.segment_length <= 0 or settings.segment_length % prior.length_multiple:
-        raise RestorationError(
-            f"segment_length {settings.segment_length} must be a positive multiple of "
-            f"{prior.length_multiple}"
-        )
-    channels, length = x.shape
-    y = audio_io.resample(x, sample_rate, prior.sample_rate)
-    if settings.task == "declip":
-        # Resampling smears a clipped plateau; clip again so that y = A(x) holds exactly.
-        y = np.clip(y, -settings.clip_threshold, settings.clip_threshold)
-    # The prior knows one loudness: bring the recording to its level and back afterwards.
-    y_prior, gain = prior.normalize(y)
-
-    def split(signal):  # [C, T'] → [C·N, L]
-        return np.concatenate(
-            [split_segments(ch, settings.segment_length, settings.overlap) for ch in signal]
-        )
-
-    segments = split(y_prior)
-    per_channel = segments.shape[0] // channels
-    masks = None
-    if settings.task == "inpaint":
-        gaps = _model_rate_gaps(x, sample_rate, prior.sample_rate, y.shape[-1])
-        if gaps.min() == 1.0:
-            raise RestorationError("no gaps (runs of zero samples) found to inpaint")
-        masks = 1.0 - split(1.0 - gaps)  # the end padding counts as observed silence
-        segments = segments * masks
-    operator, in_axes = _operator(settings, masks, gain, prior.sample_rate)
-    restorer = sample.Restorer(prior, settings.config, operator_in_axes=in_axes)
-
-    clips = [(k, s) for k in range(segments.shape[0]) for s in range(settings.num_draws)]
-    key = jax.random.key(settings.seed)
-    out = np.zeros((segments.shape[0], settings.num_draws, settings.segment_length), np.float32)
-    # A short recording needs no padding up to a batch it cannot fill.
-    batch_size = min(settings.batch_size, len(clips))
-    total = restorer.nfe * int(np.ceil(len(clips) / batch_size))
-    for b0 in range(0, len(clips), batch_size):
-        batch = clips[b0 : b0 + batch_size]
-        padded = batch + [batch[-1]] * (batch_size - len(batch))  # one compiled shape
-        index = np.array([k for k, _ in padded])
-        keys = jnp.stack([jax.random.fold_in(jax.random.fold_in(key, k), s) for k, s in padded])
-        op = operator if in_axes is None else jax.tree.map(lambda v, i=index: v[i], operator)
-        done = b0 // batch_size * restorer.nfe
-
-        def report(n, _, done=done):
-            if progress is not None:
-                progress(done + n, total)
-
-        x_hat = np.asarray(restorer(jnp.asarray(segments[index]), op, keys, progress=report))
-        for row, (k, s) in enumerate(batch):
-            out[k, s] = x_hat[row]
-
-    samples = np.zeros((settings.num_draws, channels, length), np.float32)
-    for ch in range(channels):
-        rows = out[ch * per_channel : (ch + 1) * per_channel]
-        for s in range(settings.num_draws):
-            joined = prior.denormalize(
-                join_segments(rows[:, s], y.shape[-1], settings.overlap), gain
-            )
-            back = audio_io.resample(joined, prior.sample_rate, sample_rate)[:length]
-            samples[s, ch, : back.shape[-1]] = back
+    source = ArraySource(x, sample_rate)
+    resolved, _ = plan(source, prior, settings)
+    blocks = list(restore_blocks(source, prior, resolved, mesh=mesh, progress=progress))
+    samples = np.concatenate(blocks, axis=-1)
     return Result(
         draws=samples,
         mean=samples.mean(axis=0),
-        clip_threshold=settings.clip_threshold,
-        cutoff_hz=settings.cutoff_hz,
-        nfe=restorer.nfe,
+        clip_threshold=resolved.settings.clip_threshold,
+        cutoff_hz=resolved.settings.cutoff_hz,
+        nfe=sample.nfe(settings.config),
     )
 
 
 def declip_classical(x: np.ndarray, threshold: float, method: str = "aspade") -> np.ndarray:
     """Declips every channel of `x` [C, T] with SPADE (DESIGN §4.7), no prior needed."""
     check_recording(x)
-    return np.stack([np.asarray(spade.declip(ch, threshold, method=method)) for ch in x])
+    source = ArraySource(x, 1)
+    peak = float(np.max(np.abs(x)))
+    return np.concatenate(list(declip_blocks(source, threshold, peak, method)), axis=-1)
 
 
-def _model_rate_gaps(x: np.ndarray, rate: int, model_rate: int, length: int) -> np.ndarray:
-    """Returns the gap masks [C, length] of `x` [C, T], found at its own rate.
+def declip_blocks(
+    source: Source,
+    threshold: float,
+    peak: float,
+    method: str = "aspade",
+    *,
+    piece: int = 1 << 16,
+    batch: int | None = None,
+    mesh: jax.sharding.Mesh | None = None,
+) -> Iterator[np.ndarray]:
+    """Declips a recording with SPADE in pieces; yields [C, n] blocks that join into [C, T].
 
-    Resampling smears a run of zeros, so gaps are found first and their mask is carried over:
-    a model-rate sample counts as missing when any of it comes from a gap.
+    SPADE works on windowed blocks (window 1024, hop 256) that see nothing beyond their own
+    window: a piece of `piece` samples read with one window less one hop of margin either side
+    and starting on the hop grid has the blocks of the whole recording over its core, and each
+    piece runs at the recording's `peak` (SPADE's ε is relative to it), so the joined cores are
+    the whole recording declipped at once (to float32 round-off), in bounded memory and time
+    per second of audio. Pieces of every channel run `batch` at a time over the mesh's devices.
     """
-    masks = np.stack([detect_gaps(ch) for ch in x])
-    t_model = np.arange(length) / model_rate
-    t_input = np.arange(x.shape[-1]) / rate
-    carried = np.stack([np.interp(t_model, t_input, m) for m in masks])
-    return (carried >= 1.0 - 1e-6).astype(np.float32)
 
-
-def _operator(settings: Settings, masks: np.ndarray | None, gain: float, sample_rate: int):
-    """Returns the degradation operator for the segments and its vmap in_axes."""
-    if settings.task == "declip":
-        return degradations.Clip(jnp.float32(gain * settings.clip_threshold)), None
-    if settings.task == "bwe":
-        nyquist = sample_rate / 2
-        if settings.cutoff_hz >= 0.8 * nyquist:
-            raise RestorationError(
-                f"cutoff {settings.cutoff_hz:g} Hz leaves nothing for the model to extend: it "
-                f"must be below {0.8 * nyquist:g} Hz (the model's rate is {sample_rate} Hz)"
-            )
-        return degradations.lowpass(settings.cutoff_hz, sample_rate), None
-    return degradations.Mask(jnp.asarray(masks)), 0
+    mesh = sharding.local_mesh() if mesh is None else mesh
+    window, hop = 1024, 256
+    margin = window - hop
+    piece = max(hop, piece // hop * hop)
+    batch = 2 * mesh.size if batch is None else -(-batch // mesh.size) * mesh.size
+    rows = jax.sharding.PartitionSpec(sharding.AXIS)
+    declip = sharding.per_device(
+        jax.vmap(lambda y, c, p: spade.declip(y, c, method=method, window=window, hop=hop, peak=p)),
+        mesh,
+        (rows, rows, rows),
+        rows,
+    )
+    starts = list(range(0, source.frames, piece))
+    C = source.channels
+    for g0 in range(0, len(starts), max(1, batch // C)):
+        group = starts[g0 : g0 + max(1, batch // C)]
+        # [n·C, piece + 2·margin]; zeros past either end, as SPADE pads the whole.
+        clips = np.concatenate([source.read(a - margin, a + piece + margin) for a in group])
+        padded = -(-clips.shape[0] // batch) * batch
+        clips = np.concatenate(
+            [clips, np.zeros((padded - clips.shape[0], clips.shape[1]), np.float32)]
+        )
+        c = np.full(padded, threshold, np.float32)
+        p = np.full(padded, peak, np.float32)
+        out = np.asarray(declip(clips, c, p))
+        for n, a in enumerate(group):
+            yield out[n * C : (n + 1) * C, margin : margin + min(piece, source.frames - a)]

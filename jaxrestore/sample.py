@@ -5,7 +5,8 @@ function: `jax.jit` compiles it whole (`lax.scan` over the steps, `lax.fori_loop
 RePaint cycles) and `jax.vmap` over `y`, `key` and the operator's leaves gives batches and
 several posterior samples. `Restorer` runs the very same passes from a host loop over one
 jitted, vmapped pass, which is faster on XLA's CPU backend (see `experiments/benchmark.py`)
-and can report progress.
+and can report progress; `ShardedRestorer` runs that host loop on a batch split over every
+device of a `'data'` mesh (the evaluation and whole-recording restoration both use it).
 
 One step from σ_i to σ_{i+1} (DESIGN §3, Karras et al. 2022 Algorithm 2):
   1. churn:   σ̂ = σ_i(1+γ_i),  x̂ = x + √(σ̂² − σ_i²)·S_noise·ε
@@ -29,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrestore import edm, guidance, priors, spade
+from jaxrestore import edm, guidance, priors, sharding, spade
 
 # fold_in datum of the initial noise; steps use their index, so this must not be one.
 _INIT_SALT = 0x7FFFFFFF
@@ -424,6 +425,85 @@ class Restorer:
         done, T = 0, self.config.steps
         for i, c in self.schedule.passes():
             x = self._pass(y, operator, keys, x, jnp.int32(i), jnp.int32(c))
+            done += 1 + (self.config.heun and i < T - 1)
+            if progress is not None:
+                progress(done, self.nfe)
+        return x
+
+
+class ShardedRestorer:
+    """Restores a batch split over a `'data'` mesh, each device its own clips, with progress.
+
+    The host loop of `Restorer` over the public `initial_state` and `sampler_pass`, with each
+    pass run per device (`sharding.per_device`): under plain `jax.jit` the partitioner would
+    gather the whole batch onto every device before each FFT of the denoiser and the operator.
+    Each clip's result is that of `restore`, whatever the batch or the device count.
+
+    The operator is built per clip, inside the traced pass, from per-clip parameters (a
+    threshold, a mask; anything with a leading batch axis): an operator cannot be built outside
+    from a global array that spans other processes.
+
+    Args:
+      denoiser: `D(x, sigma)` on one clip.
+      config: the sampler's configuration.
+      mesh: the `'data'` mesh; by default every device of this process.
+      make_operator: one clip's parameters → its operator, e.g. `degradations.Clip`.
+    """
+
+    def __init__(
+        self,
+        denoiser: edm.Denoiser,
+        config: SamplerConfig,
+        mesh: jax.sharding.Mesh | None = None,
+        make_operator: Callable[[Any], Any] = lambda operator: operator,
+    ):
+        self.config = config
+        self.schedule = schedule(config)
+        self.nfe = nfe(config)
+        self.mesh = sharding.local_mesh() if mesh is None else mesh
+        rows, replicated = jax.sharding.PartitionSpec(sharding.AXIS), jax.sharding.PartitionSpec()
+
+        def init(y, params, key):
+            return initial_state(config, y, make_operator(params), key)
+
+        def one_pass(y, params, key, x, i, cycle):
+            return sampler_pass(denoiser, config, y, make_operator(params), key, x, i, cycle)
+
+        def batched(fn, in_axes):
+            def run(y, params, key_data, *rest):
+                keys = jax.random.wrap_key_data(key_data)
+                return jax.vmap(fn, in_axes=in_axes)(y, params, keys, *rest)
+
+            return run
+
+        self._init = sharding.per_device(batched(init, 0), self.mesh, rows, rows)
+        self._pass = sharding.per_device(
+            batched(one_pass, (0, 0, 0, 0, None, None)),
+            self.mesh,
+            (rows, rows, rows, rows, replicated, replicated),
+            rows,
+        )
+
+    def __call__(
+        self,
+        y: jax.Array,
+        params: Any,
+        key_data: jax.Array,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> jax.Array:
+        """Restores `y` [B, T] with per-clip operator parameters and raw keys [B, 2] → [B, T].
+
+        B must be a multiple of the mesh size. `progress(done, total)` is called in denoiser
+        evaluations after each pass.
+        """
+        if y.shape[0] % self.mesh.size:
+            raise ValueError(
+                f"a batch of {y.shape[0]} clips does not divide over {self.mesh.size} devices"
+            )
+        x = self._init(y, params, key_data)
+        done, T = 0, self.config.steps
+        for i, cycle in self.schedule.passes():
+            x = self._pass(y, params, key_data, x, jnp.int32(i), jnp.int32(cycle))
             done += 1 + (self.config.heun and i < T - 1)
             if progress is not None:
                 progress(done, self.nfe)

@@ -70,6 +70,15 @@ def data_mesh(num_devices: int | None = None) -> jax.sharding.Mesh:
     )
 
 
+def local_mesh() -> jax.sharding.Mesh:
+    """Returns the one-axis mesh `('data',)` over this process's devices only (a tool that
+    works alone, like restoring a recording, in a single- or multi-process run)."""
+    devices = jax.local_devices()
+    return jax.make_mesh(
+        (len(devices),), (AXIS,), axis_types=(jax.sharding.AxisType.Auto,), devices=devices
+    )
+
+
 def batch_sharding(mesh: jax.sharding.Mesh) -> NamedSharding:
     """Returns the sharding that splits the leading (batch) axis over `'data'`."""
     return NamedSharding(mesh, P(AXIS))
@@ -171,3 +180,13 @@ def barrier(name: str) -> None:
     """Waits until every process reaches the barrier called `name`."""
     if jax.process_count() > 1:
         multihost_utils.sync_global_devices(name)
+
+
+def process_rows(batch_size: int, mesh: jax.sharding.Mesh) -> range:
+    """Returns the rows of a global batch [batch_size, …] split over `'data'` that this
+    process's devices hold (all of them with one process), for it to build alone."""
+    shards = batch_sharding(mesh).addressable_devices_indices_map((batch_size,))
+    rows = sorted({r for (index,) in shards.values() for r in range(*index.indices(batch_size))})
+    if rows != list(range(rows[0], rows[-1] + 1)):
+        raise ValueError(f"this process's rows of the batch are not contiguous: {rows}")
+    return range(rows[0], rows[-1] + 1)

@@ -344,7 +344,9 @@ def _check_params(y, window, hop, redundancy, s, r, max_iter):
         raise ValueError(f"max_iter must be a positive integer or None, got {max_iter}")
 
 
-def _declip_blocks(y, threshold, method, *, window, hop, redundancy, s, r, eps, max_iter):
+def _declip_blocks(
+    y, threshold, method, *, window, hop, redundancy, s, r, eps, max_iter, peak=None
+):
     """Cuts `y` into windowed blocks, runs SPADE `method` on all of them, overlap-adds.
 
     Returns the declipped clip [T] and each block's iteration count [n_blocks] (0 for a block
@@ -355,7 +357,8 @@ def _declip_blocks(y, threshold, method, *, window, hop, redundancy, s, r, eps, 
     # Near unit peak, where the papers' absolute ε was tuned: scaled by a power of two 2^-e
     # (peak in [0.7, 1.4]), which is exact in floating point, so the result does not depend on
     # how XLA rounds a division (hard thresholding turns round-off into other choices).
-    e = jnp.round(jnp.log2(jnp.maximum(jnp.max(jnp.abs(y)), 1e-30))).astype(jnp.int32)
+    peak = jnp.max(jnp.abs(y)) if peak is None else jnp.asarray(peak, jnp.float32)
+    e = jnp.round(jnp.log2(jnp.maximum(peak, 1e-30))).astype(jnp.int32)
     y, unit_threshold = jnp.ldexp(y, -e), jnp.ldexp(jnp.asarray(threshold, jnp.float32), -e)
     if max_iter is None:
         # The papers' default: enough iterations for k to reach every coefficient.
@@ -395,6 +398,7 @@ def aspade(
     r: int = 1,
     eps: ArrayLike = 0.1,
     max_iter: int | None = None,
+    peak: ArrayLike | None = None,
 ) -> jax.Array:
     """Declips one clip with A-SPADE (Kitić, Bertin, Gribonval 2015).
 
@@ -409,6 +413,9 @@ def aspade(
       eps: a block stops once `‖A x̂ − z̄‖ ≤ eps`, with the clip scaled to a peak near 1.
       max_iter: iteration cap; None takes `ceil((N/2 + 1)·r/s)`, enough for `k` to keep every
         coefficient (N = redundancy·window).
+      peak: the level `eps` is relative to (the clip is scaled by the power of two nearest
+        to 1/peak); None: the clip's own peak. Pass a long recording's peak when declipping it
+        piece by piece (`restoration.declip_stream`), so that each block stops as in the whole.
 
     Returns:
       The declipped clip, shape [T], in the consistent set of `y`.
@@ -424,6 +431,7 @@ def aspade(
         r=r,
         eps=eps,
         max_iter=max_iter,
+        peak=peak,
     )[0]
 
 
@@ -439,6 +447,7 @@ def sspade(
     r: int = 1,
     eps: ArrayLike = 0.1,
     max_iter: int | None = None,
+    peak: ArrayLike | None = None,
 ) -> jax.Array:
     """Declips one clip with the consistent S-SPADE (Záviška, Rajmic, Mokrý, Průša 2019).
 
@@ -458,6 +467,7 @@ def sspade(
         r=r,
         eps=eps,
         max_iter=max_iter,
+        peak=peak,
     )[0]
 
 

@@ -42,7 +42,7 @@ import optax
 from absl import logging
 from flax import struct
 
-from jaxrestore import checkpoints, edm
+from jaxrestore import checkpoints, edm, sharding
 
 DATA_SOURCES = ("synthetic", "files")
 SIGMA_DISTRIBUTIONS = ("cqtdiff", "lognormal")
@@ -52,6 +52,8 @@ SYNTHETIC_MIXES = ("wide", "classic")  # synthetic.MIXES, without importing the 
 LR_SCHEDULES = ("step", "cosine")
 
 _QUICK_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
+
+_DATA_AXIS = sharding.AXIS
 
 # Seed streams: training batches and the σ_d measurement draw disjoint clips.
 _TRAIN_STREAM, _SIGMA_DATA_STREAM = 0, 1
@@ -293,12 +295,24 @@ def example_seed(seed: int, stream: int, step: int, index: int) -> int:
 
 
 def batch_for_step(
-    source: Source, seed: int, step: int, batch_size: int, num_samples: int
+    source: Source,
+    seed: int,
+    step: int,
+    batch_size: int,
+    num_samples: int,
+    rows: range | None = None,
 ) -> np.ndarray:
-    """Returns the batch of step `step`, float32 [B, T]: a function of (seed, step) only."""
+    """Returns the batch of step `step`, float32 [B, T]: a function of (seed, step) only.
+
+    With `rows`, only those clips of the global batch, [len(rows), T]: each process of a
+    multi-process run draws its own rows, which equal the same rows of the whole batch.
+    """
+    rows = range(batch_size) if rows is None else rows
+    if rows and not 0 <= min(rows) <= max(rows) < batch_size:
+        raise ValueError(f"rows {rows} lie outside a batch of {batch_size}")
     clips = [
         np.asarray(source.segment(example_seed(seed, _TRAIN_STREAM, step, i), num_samples))
-        for i in range(batch_size)
+        for i in rows
     ]
     for clip in clips:
         if clip.shape != (num_samples,):
@@ -457,23 +471,44 @@ def make_train_step(
     config: TrainConfig,
     sigma_data: float,
     spectrum: jax.Array | None = None,
+    mesh: jax.sharding.Mesh | None = None,
 ) -> Callable[[TrainState, jax.Array, jax.Array], tuple[TrainState, dict[str, jax.Array]]]:
     """Returns the jitted `train_step(state, batch, key) -> (state, metrics)` (state donated).
 
     `batch` is [B, T]; `key` is the run's training key, folded with `state.step`, so step s
     draws the same σ and noise whenever it runs. Metrics: "loss", "grad_norm" (before the clip)
     and "lr" (the rate this update used).
+
+    With a `mesh` (a `'data'` axis, `sharding.data_mesh`) the step is data-parallel: the batch
+    is split over the devices, the state replicated, and each device runs its own program on
+    its rows (`jax.shard_map`; under plain `jax.jit` XLA would gather the whole batch onto
+    every device before each FFT of the network). Each device takes its rows of the same σ and
+    noise as one device would draw, and the per-device losses and gradients are averaged
+    (`lax.pmean`, equal shares), so the update is that of one device with the same global
+    batch, to float32 round-off. B must be a multiple of the mesh size (`check_batch_size`).
     """
+
+    def loss_and_grads(params, batch, key, step):  # batch: this device's rows [b, T]
+        sigma_key, noise_key = jax.random.split(jax.random.fold_in(key, step))
+        rows, length = batch.shape
+        # The global batch's draws, as one device makes them; this device keeps its rows.
+        size = rows if mesh is None else rows * mesh.size
+        start = 0 if mesh is None else jax.lax.axis_index(_DATA_AXIS) * rows
+        sigma = sample_sigma(sigma_key, size, config)  # [B]
+        noise = jax.random.normal(noise_key, (size, length), batch.dtype)  # [B, T]
+        sigma = jax.lax.dynamic_slice_in_dim(sigma, start, rows)  # [b]
+        noise = jax.lax.dynamic_slice_in_dim(noise, start, rows)  # [b, T]
+        loss, grads = jax.value_and_grad(
+            lambda params: batch_loss(model, params, batch, sigma, noise, sigma_data, spectrum)
+        )(params)
+        if mesh is not None:  # the mean over the global batch: every share is b clips
+            loss, grads = jax.lax.pmean((loss, grads), _DATA_AXIS)
+        return loss, grads
 
     def train_step(
         state: TrainState, batch: jax.Array, key: jax.Array
     ) -> tuple[TrainState, dict[str, jax.Array]]:
-        sigma_key, noise_key = jax.random.split(jax.random.fold_in(key, state.step))
-        sigma = sample_sigma(sigma_key, batch.shape[0], config)  # [B]
-        noise = jax.random.normal(noise_key, batch.shape, batch.dtype)  # [B, T]
-        loss, grads = jax.value_and_grad(
-            lambda params: batch_loss(model, params, batch, sigma, noise, sigma_data, spectrum)
-        )(state.params)
+        loss, grads = loss_and_grads(state.params, batch, key, state.step)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         beta = ema_rate(state.step, config)
@@ -490,7 +525,29 @@ def make_train_step(
         )
         return new_state, metrics
 
-    return jax.jit(train_step, donate_argnums=0)
+    if mesh is None:
+        return jax.jit(train_step, donate_argnums=0)
+    replicated, rows = jax.sharding.PartitionSpec(), jax.sharding.PartitionSpec(_DATA_AXIS)
+    # check_vma=False: the network's loops start their carries from constants, which the
+    # varying-axes check rejects inside shard_map; the pmean above makes the outputs equal.
+    per_device = jax.shard_map(
+        train_step,
+        mesh=mesh,
+        in_specs=(replicated, rows, replicated),
+        out_specs=(replicated, replicated),
+        check_vma=False,
+    )
+    return jax.jit(per_device, donate_argnums=0)
+
+
+def check_batch_size(batch_size: int, mesh: jax.sharding.Mesh) -> None:
+    """Raises ValueError unless `batch_size` splits evenly over the mesh's devices."""
+    if batch_size % mesh.size:
+        multiple = -(-batch_size // mesh.size) * mesh.size
+        raise ValueError(
+            f"batch_size {batch_size} does not divide over {mesh.size} devices: use a multiple "
+            f"of {mesh.size} (e.g. --config.batch_size={multiple}) or fewer devices"
+        )
 
 
 class MetricsLog:
@@ -524,49 +581,47 @@ class MetricsLog:
             os.fsync(f.fileno())
 
 
-def _shardings(batch_size: int) -> tuple[jax.sharding.Sharding, jax.sharding.Sharding]:
-    """Returns (state, batch) shardings: the batch split over a 'data' axis, the state replicated.
-
-    Uses every device when they divide the batch, else one device.
-    """
-    devices = jax.devices()
-    if batch_size % len(devices):
-        logging.warning(
-            "batch size %d does not divide over %d devices: training on one device",
-            batch_size,
-            len(devices),
-        )
-        devices = devices[:1]
-    mesh = jax.sharding.Mesh(np.array(devices), ("data",))
-    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-    split = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
-    return replicated, split
-
-
 class WorkdirError(ValueError):
     """The work dir holds a run that this config cannot resume."""
 
 
 def train(
-    config: TrainConfig, workdir: str | os.PathLike, source: Source | None = None
+    config: TrainConfig,
+    workdir: str | os.PathLike,
+    source: Source | None = None,
+    mesh: jax.sharding.Mesh | None = None,
 ) -> TrainState:
     """Trains the denoiser, resuming from the latest complete checkpoint in `workdir/checkpoints`.
 
+    Data-parallel over `mesh` (`make_train_step`). With several processes (after
+    `sharding.initialize_distributed`) every process calls this with the same arguments:
+    each draws only its own rows of each batch, all of them take part in the checkpoints
+    (Orbax writes them once), and process 0 alone writes `metrics.jsonl`.
+
     Args:
       config: the run's configuration.
-      workdir: folder for `checkpoints/` and `metrics.jsonl`; created if needed.
+      workdir: folder for `checkpoints/` and `metrics.jsonl`; created if needed (shared by
+        every process of a multi-process run).
       source: the clips; by default `data_source(config.data)`.
+      mesh: the `'data'` mesh; by default every device of every process.
 
     Returns:
       The final train state (after `config.num_steps` steps).
+
+    Raises:
+      ValueError: the batch does not divide over the mesh's devices.
     """
+    mesh = sharding.data_mesh() if mesh is None else mesh
+    check_batch_size(config.batch_size, mesh)
     workdir = Path(workdir).absolute()
     workdir.mkdir(parents=True, exist_ok=True)
     source = data_source(config.data) if source is None else source
     model = checkpoints.build_model(config.model_name, config.model)
     optimizer = make_optimizer(config)
     init_key, train_key = jax.random.split(jax.random.key(config.seed))
-    state_sharding, batch_sharding = _shardings(config.batch_size)
+    state_sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    local_rows = sharding.process_rows(config.batch_size, mesh)
+    writer = jax.process_index() == 0  # one metrics log, however many processes
 
     manager = checkpoints.open_manager(workdir / "checkpoints", config.keep_checkpoints)
     try:
@@ -639,19 +694,22 @@ def train(
             "spectrum": spectrum,
         }
         start = int(state.step)
-        log = MetricsLog(workdir / "metrics.jsonl", resume_step=start)
+        log = MetricsLog(workdir / "metrics.jsonl", resume_step=start) if writer else None
         train_step = make_train_step(
             model,
             optimizer,
             config,
             sigma_data,
             None if spectrum is None else jnp.asarray(spectrum, jnp.float32),
+            mesh,
         )
         pending: list[tuple[int, dict[str, jax.Array]]] = []
         tick, tick_step = time.perf_counter(), start
 
-        def next_batch(step: int) -> np.ndarray:
-            return batch_for_step(source, config.seed, step, config.batch_size, config.clip_length)
+        def next_batch(step: int) -> np.ndarray:  # this process's rows only
+            return batch_for_step(
+                source, config.seed, step, config.batch_size, config.clip_length, local_rows
+            )
 
         # One thread draws batch s + 1 while the device runs step s.
         prefetch = concurrent.futures.ThreadPoolExecutor(max_workers=1)
@@ -660,10 +718,11 @@ def train(
             batch = upcoming.result()
             if step + 1 < config.num_steps:
                 upcoming = prefetch.submit(next_batch, step + 1)
-            state, metrics = train_step(state, jax.device_put(batch, batch_sharding), train_key)
-            pending.append((step, metrics))
+            state, metrics = train_step(state, sharding.global_batch(batch, mesh), train_key)
+            if writer:
+                pending.append((step, metrics))
             done = step + 1
-            if (
+            if writer and (
                 done % config.log_every == 0
                 or done % config.checkpoint_every == 0
                 or (done == config.num_steps)

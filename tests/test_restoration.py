@@ -1,13 +1,20 @@
 """Whole recordings: degradation estimates, segments and cross-fades, the restore pipeline."""
 
 import dataclasses
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.signal
+import soundfile as sf
 
-from jaxrestore import degradations, priors, restoration, sample
+from jaxrestore import audio, degradations, priors, restoration, sample
 from jaxrestore.data import synthetic
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _white_prior(sigma_data=0.2):
@@ -134,3 +141,113 @@ def test_bandwidth_extension_keeps_the_low_band_across_seams():
     sos = scipy.signal.butter(8, 3000, fs=22050, output="sos")
     low, ref = scipy.signal.sosfiltfilt(sos, out), scipy.signal.sosfiltfilt(sos, y[0])
     assert np.linalg.norm(low - ref) < 0.05 * np.linalg.norm(ref)
+
+
+def test_blockwise_restoration_equals_the_one_shot_restoration():
+    """Groups of one segment, resampled piecewise at 48 kHz stereo: the one-shot's samples."""
+    rate = 48000
+    x = np.stack([audio.resample(_voice(s, 22050 * 3 // 2), 22050, rate) for s in (5, 6)])
+    c = 0.4 * float(np.abs(x).max())
+    y = np.clip(x, -c, c)
+    settings = restoration.Settings(
+        task="declip",
+        config=dataclasses.replace(sample.PRESETS["rg+dc"], steps=2, sigma_data=0.2),
+        segment_length=4096,
+        overlap=512,
+        num_draws=2,
+        batch_size=4,
+    )
+    whole = restoration.restore_recording(y, rate, _white_prior(), settings)
+    source = restoration.ArraySource(y, rate)
+    # Blocks of 10,000 input samples for the survey and the level, one segment per group.
+    plan, found = restoration.plan(source, _white_prior(), settings, block=10_000)
+    assert found.peak == float(np.abs(y).max())
+    assert plan.settings.clip_threshold == whole.clip_threshold and plan.per_channel > 8
+    blocks = list(restoration.restore_blocks(source, _white_prior(), plan, group=1))
+    assert len(blocks) > 8  # handed on piece by piece, not all at the end
+    joined = np.concatenate(blocks, axis=-1)
+    assert joined.shape == whole.draws.shape
+    # The level is summed over blocks in float64 here, in one float32 mean there: round-off.
+    np.testing.assert_allclose(joined, whole.draws, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("rate_in,rate_out", [(48000, 22050), (22050, 48000), (8000, 22050)])
+def test_a_resampled_range_is_that_range_of_the_whole(rate_in, rate_out):
+    x = np.random.default_rng(0).normal(size=(2, 20011)).astype(np.float32)
+    whole = audio.resample(x, rate_in, rate_out)
+    source = restoration.ArraySource(x, rate_in)
+    for start, stop in [(0, 700), (1234, 5678), (whole.shape[1] - 99, whole.shape[1])]:
+        part = restoration.resampled_range(source.read, rate_in, rate_out, start, stop)
+        np.testing.assert_array_equal(part, whole[:, start:stop])
+
+
+def test_aspade_in_pieces_equals_aspade_on_the_whole_channel():
+    from jaxrestore import sharding, spade
+
+    x = np.stack([_voice(s, 11025) for s in (7, 8)])
+    c = 0.5 * float(np.abs(x).max())
+    y = np.clip(x, -c, c)
+    peak = float(np.abs(y).max())
+    whole = np.stack([np.asarray(spade.declip(ch, c)) for ch in y])
+    source = restoration.ArraySource(y, 22050)
+    # Pieces of 1,024 samples (and a margin of 768 either side), two clips per call.
+    pieces = list(
+        restoration.declip_blocks(source, c, peak, piece=1024, batch=2, mesh=sharding.data_mesh(1))
+    )
+    assert len(pieces) == 11
+    np.testing.assert_array_equal(np.concatenate(pieces, axis=-1), whole)
+    # On several devices XLA rounds the frame's FFTs otherwise, and hard thresholding turns
+    # some of that round-off into other choices: the same answer, to about -40 dB.
+    spread = restoration.declip_classical(y, c)
+    assert spread.shape == whole.shape
+    assert np.sum((spread - whole) ** 2) < 1e-3 * np.sum(whole**2)
+
+
+def _peak_rss_of_aspade(tmp_path, minutes: float) -> tuple[int, float]:
+    """Declips `minutes` of 48 kHz stereo with the CLI in a child; its peak RSS (kB), seconds."""
+    rate, path = 48000, tmp_path / f"long{minutes}.wav"
+    rng = np.random.default_rng(0)
+    with sf.SoundFile(path, "w", rate, 2, "PCM_16") as f:
+        for start in range(0, int(minutes * 60 * rate), 10 * rate):  # 10 s at a time
+            t = (start + np.arange(10 * rate)) / rate
+            block = 0.1 * np.sin(2 * np.pi * 220 * t) + 0.01 * rng.standard_normal(t.size)
+            if start == 0:  # one loud burst, clipped at 0.5: SPADE's work is the same
+                block[: rate // 10] *= 8.0
+            f.write(np.clip(np.stack([block, block[::-1]], axis=1), -0.5, 0.5))
+    child = (
+        "import resource, subprocess, sys, time; start = time.perf_counter(); "
+        "code = subprocess.run(sys.argv[1:]).returncode; "
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, "
+        "time.perf_counter() - start, code)"
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "experiments.restore",
+        f"--input={path}",
+        f"--output={tmp_path / f'out{minutes}.wav'}",
+        "--method=aspade",
+        "--clip_threshold=0.5",
+    ]
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    env.pop("XLA_FLAGS", None)
+    result = subprocess.run(
+        [sys.executable, "-c", child, *command],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    rss, seconds, code = result.stdout.splitlines()[-1].split()  # after the tool's own line
+    assert code == "0", result.stderr[-3000:]
+    assert sf.info(tmp_path / f"out{minutes}.wav").frames == int(minutes * 60 * rate)
+    return int(rss), float(seconds)
+
+
+def test_peak_memory_of_a_long_recording_does_not_grow_with_its_length(tmp_path):
+    # 0.5 and 5 minutes of 48 kHz stereo: the long one would hold 115 MB per whole copy (the
+    # tool held the input, its resampled copy and the output, and A-SPADE its frames, at once).
+    short, _ = _peak_rss_of_aspade(tmp_path, 0.5)
+    long, _ = _peak_rss_of_aspade(tmp_path, 5.0)
+    assert long <= 1.15 * short, (short, long)

@@ -5,6 +5,7 @@ import json
 import math
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,7 +19,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from jaxrestore import checkpoints, edm, train
+from jaxrestore import checkpoints, edm, sharding, train
 from jaxrestore.data import synthetic
 from jaxrestore.networks import sashimi
 
@@ -37,13 +38,8 @@ class Affine(nn.Module):
 
 
 def _config(**overrides) -> train.TrainConfig:
-    return train.TrainConfig(
-        model_name="sashimi",
-        model=sashimi.CONFIGS["tiny"],
-        batch_size=2,
-        clip_length=64,
-        **overrides,
-    )
+    fields = {"model": sashimi.CONFIGS["tiny"], "batch_size": 2, "clip_length": 64, **overrides}
+    return train.TrainConfig(model_name="sashimi", **fields)
 
 
 def test_learning_rate_and_ema_rate_follow_their_formulas():
@@ -402,7 +398,9 @@ def test_wiener_skip_run_keeps_its_spectrum_through_checkpoint_and_export(tmp_pa
         checkpoint_every=2,
     )
     source = synthetic.SyntheticVocals(wet=None)
-    state = train.train(config, tmp_path / "run", source)
+    # Two devices of the eight: the batch of 2 splits over them (data-parallel end to end).
+    mesh = sharding.data_mesh(2)
+    state = train.train(config, tmp_path / "run", source, mesh)
     spectrum = train.measure_spectrum(source, config.seed, 4, 1024, 256)
     assert spectrum.shape == (129,) and np.all(spectrum > 0)
 
@@ -430,6 +428,7 @@ def test_wiener_skip_run_keeps_its_spectrum_through_checkpoint_and_export(tmp_pa
             dataclasses.replace(config, preconditioning="edm", num_steps=3),
             tmp_path / "run",
             source,
+            mesh,
         )
 
 
@@ -462,3 +461,187 @@ def test_synthetic_mix_selects_the_generator():
     assert tuple(train.SYNTHETIC_MIXES) == synthetic.MIXES
     with pytest.raises(ValueError, match="synthetic_mix"):
         train.DataConfig(synthetic_mix="newest")
+
+
+# One level, one block: the smallest SaShiMi (S4 FFT convolutions and all) compiles fastest.
+_MINI = dataclasses.replace(sashimi.CONFIGS["tiny"], n_layers=1, pool=(4,), remat=False)
+# Compiled unoptimised: each mesh's step compiles in seconds instead of tens of seconds.
+_QUICK = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
+
+
+def _steps_on(mesh, config, initial, batches, key):
+    """Runs the data-parallel train step over `batches` on `mesh`; returns state, HLO, losses."""
+
+    model = checkpoints.build_model(config.model_name, config.model)
+    optimizer = train.make_optimizer(config)
+    state = jax.device_put(initial, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
+    step = train.make_train_step(model, optimizer, config, 0.2, mesh=mesh)
+    compiled = step.lower(state, sharding.global_batch(batches[0], mesh), key).compile(_QUICK)
+    losses = []
+    for batch in batches:
+        state, metrics = compiled(state, sharding.global_batch(batch, mesh), key)
+        losses.append(float(metrics["loss"]))
+    return jax.device_get(state), compiled.as_text(), losses
+
+
+def _flat(tree) -> np.ndarray:
+    return np.concatenate([np.ravel(v) for v in jax.tree.leaves(tree)])
+
+
+def test_data_parallel_steps_give_the_parameters_of_one_device():
+    """1, 4 and 8 devices, the same global batch of 8: the same losses and parameters."""
+
+    config = _config(model=_MINI, batch_size=8, clip_length=256, learning_rate=5e-4, warmup_steps=1)
+    model = checkpoints.build_model("sashimi", config.model)
+    optimizer = train.make_optimizer(config)
+    init = jax.jit(lambda key: train.init_state(model, optimizer, key, config.clip_length))
+    initial = jax.device_get(init.lower(jax.random.key(0)).compile(_QUICK)(jax.random.key(0)))
+    source = synthetic.SyntheticVocals(wet=None)
+    batches = [train.batch_for_step(source, 0, s, 8, 256) for s in range(3)]
+    key = jax.random.key(1)
+    reference, _, losses = _steps_on(sharding.data_mesh(1), config, initial, batches, key)
+    moved = np.linalg.norm(_flat(reference.params) - _flat(initial.params))
+    # Adam moves every weight by about lr per step, so a gradient's round-off can change an
+    # update by up to lr: the rate is small enough for 1e-5, and the steps still move the
+    # weights 50 times further than that.
+    assert moved > 5e-4 * np.linalg.norm(_flat(initial.params))
+    for devices in (4, 8):
+        state, hlo, got = _steps_on(sharding.data_mesh(devices), config, initial, batches, key)
+        np.testing.assert_allclose(got, losses, rtol=1e-5)
+        for tree in ("params", "ema_params", "opt_state"):
+            want, have = _flat(getattr(reference, tree)), _flat(getattr(state, tree))
+            # Relative error of the whole vector: float32 sums in another order.
+            assert np.linalg.norm(have - want) <= 1e-5 * np.linalg.norm(want), (devices, tree)
+        # Each device computed its own rows: the only collective is the gradients' mean.
+        assert "all-gather" not in hlo and "all-reduce" in hlo, devices
+
+
+def test_a_batch_that_does_not_divide_over_the_devices_is_refused(tmp_path):
+
+    with pytest.raises(ValueError, match="batch_size 6 does not divide over 4 devices"):
+        train.train(
+            _config(batch_size=6), tmp_path / "run", _NoiseSource(0.2), sharding.data_mesh(4)
+        )
+    assert not (tmp_path / "run").exists()
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "experiments.train",
+            f"--config={SMOKE}",
+            f"--workdir={tmp_path / 'cli'}",
+            "--config.batch_size=3",
+        ],
+        cwd=REPO,
+        env={
+            **os.environ,
+            "JAX_PLATFORMS": "cpu",
+            "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("train:")]
+    assert errors == [
+        "train: error: batch_size 3 does not divide over 2 devices: use a multiple of 2 "
+        "(e.g. --config.batch_size=4) or fewer devices"
+    ], result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_train_together_and_resume_after_one_is_killed(tmp_path):
+    """Two localhost processes, one device each: one metrics writer, and a SIGKILL of one.
+
+    The run is killed after its checkpoint of step 2 and its log of step 4 or later; both
+    processes start again and must resume from the latest complete checkpoint (no finished
+    step lost), redo the logged steps after it with the same losses, and log each step once.
+    """
+    workdir = tmp_path / "run"
+    env = {
+        **os.environ,
+        "JAX_PLATFORMS": "cpu",
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=1",
+        "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax_cache"),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+    }
+
+    def start(flags: list[str], stderr_name: str) -> list[subprocess.Popen]:
+        port = _free_port()
+        return [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "experiments.train",
+                    f"--config={SMOKE}",
+                    f"--workdir={workdir}",
+                    "--config.lr_schedule=step",  # the runs stop at different num_steps
+                    # One block per level, no remat: the step compiles several times faster.
+                    "--config.model.n_layers=1",
+                    "--config.model.remat=false",
+                    "--multihost",
+                    f"--coordinator_address=127.0.0.1:{port}",
+                    "--num_processes=2",
+                    f"--process_id={p}",
+                    *flags,
+                ],
+                cwd=REPO,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=open(tmp_path / f"{stderr_name}{p}.err", "w"),
+            )
+            for p in (0, 1)
+        ]
+
+    log_path, checkpoint_dir = workdir / "metrics.jsonl", workdir / "checkpoints"
+    killed = start(["--config.num_steps=1000", "--config.keep_checkpoints=1000"], "killed")
+    deadline = time.time() + 500
+    while True:
+        for p, process in enumerate(killed):
+            assert process.poll() is None, (tmp_path / f"killed{p}.err").read_text()[-3000:]
+        if time.time() > deadline:
+            for process in killed:
+                process.kill()
+            raise AssertionError("no checkpoint after 500 s")
+        logged = _read_log(log_path) if log_path.exists() else []
+        if (checkpoint_dir / "2").is_dir() and logged and logged[-1]["step"] >= 4:
+            break
+        time.sleep(0.02)
+    killed[1].send_signal(signal.SIGKILL)
+    try:  # the survivor fails in its next collective, or waits there: end it too
+        killed[0].wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        killed[0].send_signal(signal.SIGKILL)
+    for process in killed:
+        process.wait()
+    reference = _read_log(log_path)
+    # One writer: each step is logged once, in order (two writers would log it twice).
+    steps = [record["step"] for record in reference]
+    assert steps == list(range(len(steps))) and len(steps) >= 5
+    saved = _complete_steps(checkpoint_dir)
+    assert saved[-1] >= 2
+
+    restart = time.time()
+    num_steps = steps[-1] + 2
+    resumed = start([f"--config.num_steps={num_steps}", "--config.checkpoint_every=1"], "resumed")
+    for p, process in enumerate(resumed):
+        assert process.wait(timeout=400) == 0, (tmp_path / f"resumed{p}.err").read_text()[-3000:]
+    final = _read_log(log_path)
+    assert [record["step"] for record in final] == list(range(num_steps))
+    for record in final:
+        # Every step up to the last complete checkpoint was kept, not redone; the rest were.
+        assert (record["time"] < restart) == (record["step"] < saved[-1]), record
+        if record["step"] < len(reference):
+            before = reference[record["step"]]
+            for name in ("loss", "grad_norm", "lr"):
+                np.testing.assert_allclose(record[name], before[name], rtol=1e-5, err_msg=name)
+    assert _complete_steps(checkpoint_dir)[-1] == num_steps
+    assert "resumed from the checkpoint of step" in (tmp_path / "resumed0.err").read_text()
