@@ -10,7 +10,11 @@ import logging as std_logging
 import os
 import sys
 
+import jax
 from absl import app, flags
+from tqdm import tqdm
+
+from jaxrestore import checkpoints, plots, pretrained
 
 
 class UsageError(ValueError):
@@ -45,8 +49,6 @@ def run(main) -> None:
 
 def enable_compilation_cache() -> None:
     """Turns on JAX's persistent compilation cache, so a second run does not compile again."""
-    import jax
-
     directory = os.environ.get(
         "JAXRESTORE_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "jaxrestore", "jax")
     )
@@ -59,8 +61,6 @@ def enable_compilation_cache() -> None:
 def load_prior(checkpoint: str | None):
     """Returns a `priors.Prior` from a checkpoint (a training work dir, an exported
     `.msgpack`) or, with None, the model shipped in the package."""
-    from jaxrestore import checkpoints, pretrained
-
     if checkpoint is None:
         return pretrained.load()
     if not os.path.exists(checkpoint):
@@ -71,8 +71,6 @@ def load_prior(checkpoint: str | None):
 @contextlib.contextmanager
 def progress_bar(description: str):
     """Yields a `progress(done, total)` callback drawing a tqdm bar with the expected time."""
-    from tqdm import tqdm
-
     bar = None
 
     def progress(done: int, total: int) -> None:
@@ -90,13 +88,9 @@ def progress_bar(description: str):
 
 def plot_spectrograms(path: str, degraded, restored, sample_rate: int) -> None:
     """Writes a PNG of the input, output and difference spectrograms (first channel)."""
-    from jaxrestore import plots
-
     plots.save_comparison(path, degraded[0], restored[0], sample_rate)
 
 
 def plot_spread(path: str, samples, sample_rate: int) -> None:
     """Writes a PNG of the per-time-frequency spread of posterior samples (first channel)."""
-    from jaxrestore import plots
-
     plots.save_spread(path, samples[:, 0], sample_rate)

@@ -19,11 +19,14 @@ This file is intentionally kept short: the logic is in `jaxrestore.evaluation.ru
 import json
 import sys
 
+import jax
 import ml_collections
 from absl import flags, logging
 from ml_collections import config_flags
 
 from experiments import cli
+from jaxrestore import priors, sample, sharding
+from jaxrestore.evaluation import runner, tasks, throughput
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Evaluation configuration file.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder for the records, tables and results.")
@@ -47,8 +50,6 @@ def _choices(value: str, every: tuple[str, ...]) -> tuple[str, ...]:
 
 def eval_config(config: ml_collections.ConfigDict, data_dir: str | None, sample_rate: int):
     """Converts the ConfigDict into the library's frozen `EvalConfig` (raises ValueError)."""
-    from jaxrestore.evaluation import tasks
-
     fields = config.to_dict()
     folders = data_dir if data_dir is not None else fields.pop("data_dir")
     fields.pop("data_dir", None)
@@ -66,8 +67,6 @@ def eval_config(config: ml_collections.ConfigDict, data_dir: str | None, sample_
 
 def load_prior(name: str, clip_length: int):
     """Returns the prior a config names: "pretrained", "gaussian", "wiener" or a checkpoint."""
-    from jaxrestore import priors
-
     if name == "gaussian":
         return priors.gaussian_prior(clip_length)
     if name == "wiener":
@@ -80,12 +79,9 @@ def main(argv: list[str]) -> None:
         raise cli.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     if _WORKDIR.value is None and not _THROUGHPUT.value:
         raise cli.UsageError("--workdir is required (or --throughput)")
-    from jaxrestore import sample, sharding
-    from jaxrestore.evaluation import runner, throughput
 
     if _MULTIHOST.value:
         sharding.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
-    import jax
 
     cli.enable_compilation_cache()
     logging.info(

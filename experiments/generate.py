@@ -20,10 +20,14 @@ Bad input gets one line on stderr and exit status 2; no file is replaced without
 
 import os
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 from absl import flags
 
 from experiments import cli
+from jaxrestore import audio, degradations, metrics, plots, sample
+from jaxrestore.data import synthetic
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("output_dir", None, "Folder for the samples (created if missing).")
@@ -41,10 +45,6 @@ flags.DEFINE_bool("overwrite", False, "Replace existing output files.")
 def main(argv):
     del argv
     cli.enable_compilation_cache()
-    import jax
-    import jax.numpy as jnp
-
-    from jaxrestore import audio, degradations, metrics, sample
 
     if not FLAGS.output_dir:
         raise cli.UsageError("--output_dir is required")
@@ -114,14 +114,11 @@ def main(argv):
 def _data_clips(count: int, num_samples: int, split: str) -> np.ndarray:
     """Clips of the synthetic voice the shipped prior was trained on (split "train") or held
     out from it ("validation"), dry and wet in turn, [count, num_samples]."""
-    from jaxrestore.data import synthetic
-
     data = [synthetic.SyntheticVocals(wet=wet).split(split) for wet in (False, True)]
     return np.stack([np.asarray(data[i % 2].segment(i, num_samples)) for i in range(count)])
 
 
 def _plot(path: str, x: np.ndarray, reference: np.ndarray, sample_rate: int) -> None:
-    from jaxrestore import plots
 
     titles = [f"sample {i}" for i in range(len(x))]
     for i in range(len(x)):

@@ -12,13 +12,22 @@ It uses only APIs that every version of the package has had (`checkpoints.model_
 runs it alternately on an older checkout and on this one.
 """
 
+import collections
+import glob
+import gzip
 import json
+import re
 import sys
+import tempfile
 import time
+
+import jax
+import jax.numpy as jnp
+
+from jaxrestore import checkpoints, networks
 
 
 def _best_of(fn, *args, repeats: int) -> float:
-    import jax
 
     times = []
     for _ in range(repeats):
@@ -29,10 +38,6 @@ def _best_of(fn, *args, repeats: int) -> float:
 
 
 def main(spec: str, num_samples: int, batch: int, repeats: int, profile: bool = False) -> dict:
-    import jax
-    import jax.numpy as jnp
-
-    from jaxrestore import checkpoints, networks
 
     name, _, preset = spec.partition(":")
     model = checkpoints.build_model(name, checkpoints.model_config(name, preset or "reference"))
@@ -74,14 +79,6 @@ def main(spec: str, num_samples: int, batch: int, repeats: int, profile: bool = 
 def _profile(fn, args, repeats: int) -> dict[str, float]:
     """Returns the CPU time per call of each kind of XLA op (fft, fusions by their name's
     stem: `bitcast_pad_fusion`, `copy_bitcast_fusion`, …), from a Perfetto trace."""
-    import collections
-    import glob
-    import gzip
-    import re
-    import tempfile
-
-    import jax
-
     folder = tempfile.mkdtemp()
     jax.profiler.start_trace(folder, create_perfetto_trace=True)
     for _ in range(repeats):

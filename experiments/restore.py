@@ -22,6 +22,7 @@ import soundfile as sf
 from absl import flags, logging
 
 from experiments import cli
+from jaxrestore import audio, restoration, sample, spade
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("input", None, "The recording to restore (WAV, FLAC, OGG, MP3).")
@@ -77,7 +78,6 @@ def _excerpt(path: str) -> np.ndarray:
 def main(argv):
     del argv
     cli.enable_compilation_cache()
-    from jaxrestore import audio, restoration, sample, spade  # after the cache is set up
 
     if not FLAGS.input or not FLAGS.output:
         raise cli.UsageError("--input and --output are required")

@@ -11,9 +11,12 @@ Bad input gets one line on stderr and exit status 2; no file is replaced without
 
 import os
 
+import numpy as np
 from absl import flags
 
 from experiments import cli
+from jaxrestore import audio, plots
+from jaxrestore.data import synthetic
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("output", None, "The figure (PNG).")
@@ -25,43 +28,41 @@ flags.DEFINE_bool("overwrite", False, "Replace existing output files.")
 
 def examples():
     """Returns (name, title, take or None for classic, seed, wet) for each panel."""
-    from jaxrestore.data import synthetic as s
-
-    mic = s.Microphone(highpass_hz=60.0, presence_db=4.0, presence_hz=5000.0)
+    mic = synthetic.Microphone(highpass_hz=60.0, presence_db=4.0, presence_hz=5000.0)
     return [
         ("classic", "classic: the first generator's clip 6 (dry)", None, 6, False),
         (
             "sung_soprano",
             "sung, soprano, moderate effort, dry",
-            s.Take("sung", "soprano", effort=0.6, level_db=-1.0),
+            synthetic.Take("sung", "soprano", effort=0.6, level_db=-1.0),
             3,
             False,
         ),
         (
             "sung_bass_soft",
             "sung, bass, soft and breathy (effort 0.1), booth",
-            s.Take("sung", "bass", effort=0.1, room="booth", rt60=0.2, wet_mix=0.2),
+            synthetic.Take("sung", "bass", effort=0.1, room="booth", rt60=0.2, wet_mix=0.2),
             4,
             True,
         ),
         (
             "spoken_baritone",
             "spoken, baritone, dry, microphone with a 5 kHz presence peak",
-            s.Take("spoken", "baritone", effort=0.5, microphone=mic),
+            synthetic.Take("spoken", "baritone", effort=0.5, microphone=mic),
             12,
             False,
         ),
         (
             "spoken_mezzo",
             "spoken, mezzo, loud (effort 0.9), room RT60 0.6 s",
-            s.Take("spoken", "mezzo", effort=0.9, room="room", rt60=0.6, wet_mix=0.35),
+            synthetic.Take("spoken", "mezzo", effort=0.9, room="room", rt60=0.6, wet_mix=0.35),
             21,
             True,
         ),
         (
             "choir_alto",
             "choir of 4 altos (spread 12 cents), hall RT60 2 s",
-            s.Take(
+            synthetic.Take(
                 "choir",
                 "alto",
                 choir_size=4,
@@ -78,10 +79,6 @@ def examples():
 
 def main(argv):
     del argv
-    import numpy as np
-
-    from jaxrestore import audio, plots
-    from jaxrestore.data import synthetic
 
     if not FLAGS.output:
         raise cli.UsageError("--output is required")

@@ -30,6 +30,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from jaxrestore import edm, networks, priors
+from jaxrestore.networks import cqtdiff, sashimi
 
 MODEL_NAMES = ("sashimi", "cqtdiff")
 _FORMAT = "jaxrestore-denoiser-v1"
@@ -77,14 +78,10 @@ class CheckpointInfo:
 
 
 def network_module(model_name: str):
-    """Imports the network module for a model name (imported on use: it pulls in Flax code)."""
+    """Returns (module, network class, config class) of a model name."""
     if model_name == "sashimi":
-        from jaxrestore.networks import sashimi
-
         return sashimi, sashimi.SaShiMi, sashimi.SaShiMiConfig
     if model_name == "cqtdiff":
-        from jaxrestore.networks import cqtdiff
-
         return cqtdiff, cqtdiff.CQTDiff, cqtdiff.CQTDiffConfig
     raise ValueError(f"unknown model {model_name!r}; expected one of {', '.join(MODEL_NAMES)}")
 

@@ -42,7 +42,8 @@ import optax
 from absl import logging
 from flax import struct
 
-from jaxrestore import checkpoints, edm, sharding
+from jaxrestore import checkpoints, edm, priors, sharding
+from jaxrestore.data import readers, synthetic
 
 DATA_SOURCES = ("synthetic", "files")
 SIGMA_DISTRIBUTIONS = ("cqtdiff", "lognormal")
@@ -268,13 +269,9 @@ def data_source(config: DataConfig) -> Source:
     """Opens the training split of the data a `DataConfig` names."""
     wet = {"mixed": None, "dry": False, "wet": True}[config.reverb]
     if config.source == "synthetic":
-        from jaxrestore.data import synthetic
-
         return synthetic.SyntheticVocals(
             wet=wet, sample_rate=config.sample_rate, mix=config.synthetic_mix
         )
-    from jaxrestore.data import readers
-
     datasets = []
     for data_dir in config.data_dirs:
         dataset = readers.open_dataset(data_dir, wet, config.sample_rate).split("train")
@@ -340,8 +337,6 @@ def measure_spectrum(
     Welch's estimate (`priors.welch_power`) over `num_clips` clips of the σ_d measurement's
     stream (disjoint from the training batches), floored at `_SPECTRUM_FLOOR` times its mean.
     """
-    from jaxrestore import priors  # Only the Wiener skip needs it.
-
     clips = np.stack(
         [
             np.asarray(source.segment(example_seed(seed, _SIGMA_DATA_STREAM, 0, i), num_samples))

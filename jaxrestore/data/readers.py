@@ -22,6 +22,7 @@ import hashlib
 import os
 from collections.abc import Callable, Sequence
 
+import jax
 import numpy as np
 
 from jaxrestore import audio as audio_io
@@ -69,8 +70,6 @@ def as_seed(key_or_seed) -> int:
         words = np.asarray(key_or_seed)
     except TypeError:
         # A typed JAX key (jax.random.key) refuses np.asarray; its raw words are key_data.
-        import jax
-
         words = np.asarray(jax.random.key_data(key_or_seed))
     if words.size == 0 or not np.issubdtype(words.dtype, np.integer):
         raise ValueError(
