@@ -23,6 +23,12 @@ from absl import flags, logging
 
 from experiments import cli
 from jaxrestore import audio, restoration, sample, spade
+from jaxrestore.evaluation import tasks
+
+# Chosen by `benchmark --sections=warmstart` on validation clips of the shipped prior (README,
+# "Declipping"): the best mean SI-SDR gain, the fewest NFE among those within noise of it.
+DEFAULT_METHOD = {"declip": "aspade_warm+mean4", "bwe": "rg+dc", "inpaint": "rg+dc"}
+DEFAULT_METHOD_HELP = ", ".join(f"{task}: {method}" for task, method in DEFAULT_METHOD.items())
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("input", None, "The recording to restore (WAV, FLAC, OGG, MP3).")
@@ -31,8 +37,9 @@ flags.DEFINE_enum("task", "declip", ["declip", "bwe", "inpaint"], "The degradati
 flags.DEFINE_string(
     "method",
     None,
-    "A sampler preset (see jaxrestore.sample.PRESETS) or 'aspade'/'sspade'; "
-    "default: the best measured for the task.",
+    f"One of {', '.join((*sample.PRESETS, *tasks.CLASSICAL))}, or a preset followed by "
+    "+mean<N> (the mean of N posterior draws, e.g. aspade_warm+mean4); default: the best "
+    f"measured on validation clips for the task ({DEFAULT_METHOD_HELP}).",
 )
 flags.DEFINE_float("clip_threshold", None, "Clipping level c (declip); estimated if omitted.")
 flags.DEFINE_float("cutoff_hz", None, "Band limit of the recording (bwe); estimated if omitted.")
@@ -56,10 +63,6 @@ flags.DEFINE_integer("segment_length", 65536, "Model-rate samples per segment.")
 flags.DEFINE_bool("plot", False, "Also write a PNG of input, output and difference spectrograms.")
 flags.DEFINE_bool("overwrite", False, "Replace existing output files.")
 
-# From the shipped model's evaluation (README.md, "Restoration quality"): on declipping RP and
-# ΠGDM + DC led, within noise of each other, and RP is the poster's best row; on bandwidth
-# extension every row was worse than the input, and RG + DC is the cheapest.
-DEFAULT_METHOD = {"declip": "rg_drho+dc+rp", "bwe": "rg+dc", "inpaint": "rg+dc"}
 
 
 # The figures show the first minute: a whole hour would not fit a plot, nor memory.
@@ -84,6 +87,17 @@ def main(argv):
     source, target = os.path.abspath(FLAGS.input), os.path.abspath(FLAGS.output)
     if source == target:
         raise cli.UsageError("--output is the same file as --input; refusing to overwrite it")
+    method = FLAGS.method or DEFAULT_METHOD[FLAGS.task]
+    try:
+        base, mean_of = tasks.parse_method(method)
+    except ValueError as error:
+        raise cli.UsageError(f"--method: {error}") from None
+    if base == tasks.DEGRADED:
+        raise cli.UsageError(f"--method={method} is no restoration")
+    if tasks.declip_only(method) and FLAGS.task != "declip":
+        raise cli.UsageError(f"--method={method} declips only; use it with --task=declip")
+    if mean_of > 1 and FLAGS.num_draws > 1:
+        raise cli.UsageError(f"--method={method} averages {mean_of} draws; drop --num_draws")
     stem, extension = os.path.splitext(target)
     outputs = [target]
     if FLAGS.num_draws > 1:
@@ -102,7 +116,6 @@ def main(argv):
 
     recording = restoration.FileSource(source)
     rate, channels = recording.sample_rate, recording.channels
-    method = FLAGS.method or DEFAULT_METHOD[FLAGS.task]
     logging.info("%s: %d channel(s), %d samples at %d Hz", source, channels, recording.frames, rate)
     # A declipped peak may exceed full scale: WAV keeps it in float; FLAC/OGG must clip.
     subtype = {".wav": "FLOAT", ".flac": "PCM_24", ".ogg": "VORBIS"}[extension.lower()]
@@ -111,9 +124,7 @@ def main(argv):
         return audio.AudioWriter(path, rate, channels, subtype, overwrite=FLAGS.overwrite)
 
     start = time.perf_counter()
-    if method in ("aspade", "sspade"):
-        if FLAGS.task != "declip":
-            raise cli.UsageError(f"--method={method} is a declipper; use it with --task=declip")
+    if base in tasks.CLASSICAL:
         found = restoration.survey(recording)
         settings = restoration.resolve_stream_settings(
             recording,
@@ -130,12 +141,8 @@ def main(argv):
                 out.write(block)
         peak = out.peak
     else:
-        if method not in sample.PRESETS:
-            raise cli.UsageError(
-                f"unknown --method {method!r}; use one of {sorted(sample.PRESETS)}, aspade, sspade"
-            )
         prior = cli.load_prior(FLAGS.checkpoint)
-        config = sample.PRESETS[method]  # σ_d comes with the prior
+        config = sample.PRESETS[base]  # σ_d comes with the prior
         if FLAGS.steps is not None:
             config = dataclasses.replace(config, steps=FLAGS.steps)
         if FLAGS.sigma_start is not None and FLAGS.init is None:
@@ -154,7 +161,7 @@ def main(argv):
             config=config,
             clip_threshold=FLAGS.clip_threshold,
             cutoff_hz=FLAGS.cutoff_hz,
-            num_draws=FLAGS.num_draws,
+            num_draws=max(mean_of, FLAGS.num_draws),
             seed=FLAGS.seed,
             segment_length=FLAGS.segment_length,
             batch_size=FLAGS.batch_size,

@@ -139,6 +139,9 @@ class SamplerConfig:
 # (declipping +8.5 dB on 3 validation clips; 0.2 → 0.5: +3.5, 2 → 4: +5.6; README), u = 2
 # won the first prior's sweep. "pigdm+sdc" (issue #16) replaces DC by a few A-SPADE iterations
 # started from the estimate (`spade.SparseConsistency`; plain DC on operators other than Clip).
+# "aspade_warm" (issue #16) runs RG + DC only below σ_start, from A-SPADE's declipping; its
+# σ_start won `benchmark --sections=warmstart` on validation clips (README, "Declipping").
+ASPADE_WARM_SIGMA = 0.01
 _RG = guidance.ReconstructionGuidance(xi=guidance.ConstantXi(0.2))
 _RG_DRHO = guidance.ReconstructionGuidance(xi=guidance.LinearXi(1.0, 2.0))
 _PIGDM = guidance.PseudoinverseGuidance(scale=1.0)
@@ -153,6 +156,9 @@ PRESETS: Mapping[str, SamplerConfig] = types.MappingProxyType(
             guidance=(_RG_DRHO, _DC), repaint_cycles=2, repaint_window=(1.0, 2.0)
         ),
         "pigdm+sdc": SamplerConfig(guidance=(_PIGDM, spade.SparseConsistency())),
+        "aspade_warm": SamplerConfig(
+            guidance=(_RG, _DC), init=spade.ASpadeStart(), sigma_start=ASPADE_WARM_SIGMA
+        ),
     }
 )
 

@@ -66,7 +66,7 @@ def runs(tmp_path_factory, prior):
     out = {}
     for devices, batch_size in ((1, 3), (4, 4), (8, 8)):
         workdir = tmp_path_factory.mktemp(f"devices{devices}")
-        methods = SMALL["methods"] + (("aspade",) if devices == 1 else ())
+        methods = SMALL["methods"] + (("aspade", "rg+dc+mean2") if devices == 1 else ())
         config = tasks.EvalConfig(**{**SMALL, "methods": methods, "batch_size": batch_size})
         results = runner.evaluate(config, prior, workdir, mesh=sharding.data_mesh(devices))
         out[devices] = (workdir, results)
@@ -115,11 +115,14 @@ def test_tables_do_not_depend_on_the_device_count(runs):
         _assert_same_results(results[1], results[n])
         for name in ("table1.md", "table2.md"):
             _assert_same_table((runs[1][0] / name).read_text(), (runs[n][0] / name).read_text())
-    assert set(results[1]["declip5"]["dry"]) == {"degraded", "rg+dc", "aspade"}
-    assert set(results[1]["bwe3k"]["wet"]) == {"degraded", "rg+dc"}  # SPADE only declips
+    assert set(results[1]["declip5"]["dry"]) == {"degraded", "rg+dc", "aspade", "rg+dc+mean2"}
+    # SPADE only declips
+    assert set(results[1]["bwe3k"]["wet"]) == {"degraded", "rg+dc", "rg+dc+mean2"}
     assert results[1]["declip5"]["dry"]["rg+dc"]["nfe"] == 5  # 3 Heun steps, the last Euler
+    assert results[1]["declip5"]["dry"]["rg+dc+mean2"]["nfe"] == 10
     table1 = (runs[1][0] / "table1.md").read_text()
-    for row in ("| Clipped |", "| RG + DC |", "| A-SPADE |", "FAD: no VGGish weights"):
+    rows = ("| Clipped |", "| RG + DC |", "| RG + DC, mean of 2 |", "| A-SPADE |", "FAD: no VGGish")
+    for row in rows:
         assert row in table1
     assert "| LPF |" in (runs[1][0] / "table2.md").read_text()
 
@@ -127,7 +130,7 @@ def test_tables_do_not_depend_on_the_device_count(runs):
 def test_records_match_a_direct_computation_of_each_clip(runs, prior):
     workdir, results = runs[1]
     by_clip = records.read_records(workdir)
-    assert len(by_clip) == NUM_RECORDS + 2 * 2  # and A-SPADE on declip5
+    assert len(by_clip) == NUM_RECORDS + 2 * 2 + 2 * 2 * 2  # A-SPADE on declip5; means on both
     config = tasks.EvalConfig(**SMALL)
     restore = jax.jit(
         lambda y, c, key: sample.restore(
@@ -161,6 +164,18 @@ def test_records_match_a_direct_computation_of_each_clip(runs, prior):
         x_hat = restore(jnp.asarray(gain * y, jnp.float32), jnp.float32(gain * c), key) / gain
         restored = by_clip[("declip5", set_name, "rg+dc", index)]
         assert restored["si_sdr"] == pytest.approx(_numpy_si_sdr(x_hat, x0), abs=1e-2)
+        # The posterior-mean row: `sample.posterior_mean` of two draws, the same key.
+        mean, _ = sample.posterior_mean(
+            prior,
+            jnp.asarray(gain * y, jnp.float32),
+            degradations.Clip(jnp.float32(gain * c)),
+            key,
+            config.sampler_config("rg+dc"),
+            num_draws=2,
+        )
+        averaged = by_clip[("declip5", set_name, "rg+dc+mean2", index)]
+        assert averaged["si_sdr"] == pytest.approx(_numpy_si_sdr(mean / gain, x0), abs=1e-2)
+        assert averaged["si_sdr"] != pytest.approx(restored["si_sdr"], abs=1e-3)
 
         aspade = by_clip[("declip5", set_name, "aspade", index)]
         x_spade = spade.declip(jnp.asarray(y), c, method="aspade")
@@ -215,7 +230,7 @@ def test_per_device_transforms_each_devices_rows_without_gathering_the_batch():
 def test_bad_configs_and_a_foreign_workdir_are_refused(tmp_path, prior, runs):
     with pytest.raises(ValueError, match="tasks must be"):
         tasks.EvalConfig(tasks=("declip3",))
-    with pytest.raises(ValueError, match="methods must be"):
+    with pytest.raises(ValueError, match="unknown method"):
         tasks.EvalConfig(methods=("dps",))
     with pytest.raises(ValueError, match="needs at least one dataset folder"):
         tasks.EvalConfig(data="files")

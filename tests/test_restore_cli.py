@@ -86,7 +86,8 @@ def test_several_posterior_samples_write_their_mean_and_spread(tiny_model, cache
     c = 0.5 * float(np.abs(x).max())
     source = _write(tmp_path / "in.wav", np.clip(x, -c, c), 22050)
     out = tmp_path / "out.wav"
-    result = _run([f"--input={source}", f"--output={out}", "--num_draws=2"], cache, tiny_model)
+    args = [f"--input={source}", f"--output={out}", "--method=rg+dc", "--num_draws=2"]
+    result = _run(args, cache, tiny_model)
     assert result.returncode == 0, result.stderr
     s0, s1 = sf.read(tmp_path / "out.sample0.wav")[0], sf.read(tmp_path / "out.sample1.wav")[0]
     mean = sf.read(out)[0]
@@ -104,7 +105,13 @@ def test_aspade_warm_start_stays_near_aspade(tiny_model, cache, tmp_path):
     spade = _run([f"--input={source}", f"--output={spade_out}", "--method=aspade"], cache)
     assert spade.returncode == 0, spade.stderr
     warm = _run(
-        [f"--input={source}", f"--output={warm_out}", "--init=aspade", "--sigma_start=0.001"],
+        [
+            f"--input={source}",
+            f"--output={warm_out}",
+            "--method=rg+dc",
+            "--init=aspade",
+            "--sigma_start=0.001",
+        ],
         cache,
         tiny_model,
     )
@@ -141,6 +148,12 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(tiny_model, cache, t
         ([f"--input={good}", f"--output={out}", "--task=denoise"], "task"),
         ([f"--input={good}", f"--output={out}", "--sigma_start=0.01"], "needs --init"),
         ([f"--input={good}", f"--output={out}", "--task=bwe", "--init=aspade"], "--task=declip"),
+        ([f"--input={good}", f"--output={out}", "--method=rg+dc+mean1"], "unknown method"),
+        ([f"--input={good}", f"--output={out}", "--task=bwe", "--method=aspade_warm"], "declip"),
+        (
+            [f"--input={good}", f"--output={out}", "--method=rg+dc+mean4", "--num_draws=2"],
+            "drop --num_draws",
+        ),
     ]
     for args, message in cases:
         result = _run(args, cache, tiny_model)

@@ -8,7 +8,7 @@ from jax.sharding import PartitionSpec as P
 
 from jaxrestore import degradations, metrics, priors, sample, sharding, spade
 from jaxrestore.evaluation import clips
-from jaxrestore.evaluation.tasks import CLASSICAL, DEGRADED, EvalConfig, Task
+from jaxrestore.evaluation.tasks import CLASSICAL, DEGRADED, EvalConfig, Task, parse_method
 
 # One restorer for a batch on every device, shared with whole-recording restoration.
 ShardedRestorer = sample.ShardedRestorer
@@ -40,15 +40,28 @@ def make_method(
         lowpass = clips.lowpass_operator(task.value, config.sample_rate, config.lowpass_design)
         make_operator = lambda _: lowpass  # noqa: E731 (one filter for every clip)
     restorer = ShardedRestorer(prior, config.sampler_config(method), mesh, make_operator)
+    _, num_draws = parse_method(method)
 
     def run(batch):
         # The prior sees every clip at its level (`Prior.normalize`'s gain, computed per clip
         # on the host): scale the observation and the threshold, and the result back.
         gain = batch["gain"][:, None]  # [B, 1]
-        x_hat = restorer(batch["y"] * gain, batch["threshold"] * batch["gain"], batch["key"])
+        y, threshold = batch["y"] * gain, batch["threshold"] * batch["gain"]
+        if num_draws == 1:
+            x_hat = restorer(y, threshold, batch["key"])
+        else:  # draw d with the key fold_in(key, d), as `sample.posterior_mean`
+            draws = [restorer(y, threshold, _fold_in(batch["key"], d)) for d in range(num_draws)]
+            x_hat = sum(draws) / num_draws
         return prior.denormalize(x_hat, gain)
 
-    return run, restorer.nfe
+    return run, num_draws * restorer.nfe
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _fold_in(key_data: jax.Array, d: int) -> jax.Array:
+    """Returns the raw keys [B, 2] of `fold_in(key, d)` for raw keys [B, 2]."""
+    fold = lambda k: jax.random.key_data(jax.random.fold_in(jax.random.wrap_key_data(k), d))  # noqa: E731
+    return jax.vmap(fold)(key_data)
 
 
 def clip_metrics(sample_rate: int, mesh: jax.sharding.Mesh):

@@ -14,13 +14,13 @@ import scipy.stats
 from jaxrestore import fad, metrics, priors
 from jaxrestore.evaluation import records
 from jaxrestore.evaluation.tasks import (
-    CLASSICAL,
     CLIP_METRICS,
     DEGRADED,
     SET_METRICS,
     TASKS,
     EvalConfig,
     method_label,
+    methods_for,
 )
 
 
@@ -152,7 +152,7 @@ def table(results: dict[str, Any], kind: str) -> str:
     )
     distance, distance_label = ("fad", "FAD ↓") if has_fad else ("fmd", "FMD ↓")
     sets = config["sets"]
-    methods = [m for m in config["methods"] if kind == "declip" or m not in CLASSICAL]
+    methods = methods_for(tuple(config["methods"]), kind)
 
     columns = []  # (task, set, metric)
     for task in tasks:

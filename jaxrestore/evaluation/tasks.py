@@ -2,9 +2,10 @@
 
 import dataclasses
 import json
+import re
 from typing import Any
 
-from jaxrestore import metrics, sample
+from jaxrestore import metrics, sample, spade
 
 SETS = ("dry", "wet")
 
@@ -22,6 +23,7 @@ METHOD_LABELS = {
     "pigdm+dc": "PIGDM + DC",
     "rg_drho+dc+rp": "RG δρ + DC + RP",
     "pigdm+sdc": "PIGDM + sparse DC",
+    "aspade_warm": "A-SPADE → RG + DC",
     "aspade": "A-SPADE",
     "sspade": "S-SPADE",
 }
@@ -61,7 +63,39 @@ TASKS = {
 }
 
 
-DEFAULT_METHODS = (DEGRADED, *sample.PRESETS, *CLASSICAL)
+# A posterior mean is a method of its own: "<preset>+mean<N>" averages N draws of the preset
+# (`sample.posterior_mean`), the restoration of least squared error.
+_MEAN = re.compile(r"(?P<preset>.+)\+mean(?P<draws>[0-9]+)")
+
+
+def parse_method(method: str) -> tuple[str, int]:
+    """Returns (base method, number of posterior draws averaged) of a method name.
+
+    "aspade_warm+mean4" → ("aspade_warm", 4); a plain name → (name, 1).
+
+    Raises:
+      ValueError: not "degraded", a preset, a classical declipper or "<preset>+mean<N ≥ 2>".
+    """
+    match = _MEAN.fullmatch(method)
+    if match and match["preset"] in sample.PRESETS and int(match["draws"]) >= 2:
+        return match["preset"], int(match["draws"])
+    if method in (DEGRADED, *sample.PRESETS, *CLASSICAL):
+        return method, 1
+    raise ValueError(
+        f"unknown method {method!r}: expected {DEGRADED!r}, one of {(*sample.PRESETS, *CLASSICAL)}"
+        ", or a preset followed by +mean<N> with N ≥ 2 (the mean of N posterior draws)"
+    )
+
+
+def declip_only(method: str) -> bool:
+    """Whether a method needs a clipping operator: SPADE, and presets that start from A-SPADE."""
+    base, _ = parse_method(method)
+    return base in CLASSICAL or (
+        base in sample.PRESETS and isinstance(sample.PRESETS[base].init, spade.ASpadeStart)
+    )
+
+
+DEFAULT_METHODS = (DEGRADED, *sample.PRESETS, "aspade_warm+mean4", *CLASSICAL)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,10 +153,10 @@ class EvalConfig:
             raise ValueError(
                 f"tasks must be a non-empty subset of {tuple(TASKS)}, got {self.tasks}"
             )
-        known = (DEGRADED, *sample.PRESETS, *CLASSICAL)
-        unknown = [m for m in self.methods if m not in known]
-        if unknown or not self.methods:
-            raise ValueError(f"methods must be a non-empty subset of {known}, got {self.methods}")
+        if not self.methods:
+            raise ValueError("methods must not be empty")
+        for method in self.methods:
+            parse_method(method)
         if not self.sets or any(s not in SETS for s in self.sets):
             raise ValueError(f"sets must be a non-empty subset of {SETS}, got {self.sets}")
         if self.clips_per_set < 1:
@@ -150,13 +184,12 @@ class EvalConfig:
                 )
 
     def methods_for(self, task: str) -> tuple[str, ...]:
-        """Returns the methods run on `task`: SPADE only declips."""
-        declip = TASKS[task].kind == "declip"
-        return tuple(m for m in self.methods if declip or m not in CLASSICAL)
+        """Returns the methods run on `task`: SPADE and its warm starts only declip."""
+        return methods_for(self.methods, TASKS[task].kind)
 
     def sampler_config(self, method: str) -> sample.SamplerConfig:
-        """Returns the preset `method` with the steps override (σ_d comes with the prior)."""
-        preset = sample.PRESETS[method]
+        """Returns the preset of `method` with the steps override (σ_d comes with the prior)."""
+        preset = sample.PRESETS[parse_method(method)[0]]
         return dataclasses.replace(preset, steps=self.steps or preset.steps)
 
     def identity(self) -> dict[str, Any]:
@@ -167,8 +200,15 @@ class EvalConfig:
         return json.loads(json.dumps(fields))  # tuples as lists, as read back from JSON
 
 
+def methods_for(methods: tuple[str, ...], kind: str) -> tuple[str, ...]:
+    """Returns the methods that run on a task of `kind` ("declip" or "bwe")."""
+    return tuple(m for m in methods if kind == "declip" or not declip_only(m))
+
+
 def method_label(method: str, task: str) -> str:
     """Returns the table's row name of `method` ("Clipped" / "LPF" for the degraded input)."""
     if method == DEGRADED:
         return "Clipped" if TASKS[task].kind == "declip" else "LPF"
-    return METHOD_LABELS.get(method, method)
+    base, draws = parse_method(method)
+    label = METHOD_LABELS.get(base, base)
+    return label if draws == 1 else f"{label}, mean of {draws}"
