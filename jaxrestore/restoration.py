@@ -618,8 +618,8 @@ def _restorer(prior: priors.Prior, settings: Settings, gain: float, mesh: jax.sh
 class _ModelRateBuffer:
     """The restorations at the model's rate [S, C, …], kept only as far back as still needed."""
 
-    def __init__(self, num_samples: int, channels: int, frames: int):
-        self.data = np.zeros((num_samples, channels, 0), np.float32)
+    def __init__(self, num_draws: int, channels: int, frames: int):
+        self.data = np.zeros((num_draws, channels, 0), np.float32)
         self.start, self.frames = 0, frames  # absolute index of data[..., 0]; total length
 
     @property
