@@ -61,7 +61,7 @@ def test_network_record_comparison_and_parameter_count():
     assert record["params"] == costs.count_params(model, 512) == expected > 0
 
 
-def test_declipping_curve_records_gains_intervals_and_nfe():
+def test_declipping_curve_records_gains_intervals_and_nfe(tmp_path):
     prior = priors.gaussian_prior(2048, sigma_data=0.1)
     fast = dataclasses.replace(sample.PRESETS["rg+dc"], steps=4)
     methods = [
@@ -87,6 +87,8 @@ def test_declipping_curve_records_gains_intervals_and_nfe():
         assert p["aspade_gain_db"] == by["aspade"]["si_sdr_gain_db"]
     # A-SPADE restores clipped voices: a positive gain on every clip.
     assert min(by["aspade"]["clip_gains_db"]) > 0
+    samplers.plot_declipping_curve(str(tmp_path / "curve.png"), points)
+    assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_declipping_methods_pair_warm_starts_with_posterior_means():
