@@ -9,6 +9,7 @@ r"""Speed and size figures, printed as one JSON object per line.
 
 Timings are wall-clock medians after compilation; this machine is shared, so compare only
 figures printed by the same run. Nothing here is a test: targets are read off the output.
+The sections are functions of `jaxrestore.benchmarks`; this app parses flags and prints.
 """
 
 import json

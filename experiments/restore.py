@@ -25,8 +25,10 @@ from experiments import cli
 from jaxrestore import audio, restoration, sample, spade
 from jaxrestore.evaluation import tasks
 
-# Chosen by `benchmark --sections=warmstart` on validation clips of the shipped prior (README,
-# "Declipping"): the best mean SI-SDR gain, the fewest NFE among those within noise of it.
+# Declipping: the only method ahead of A-SPADE with 95 % confidence on validation clips of the
+# shipped prior (`benchmark --sections=warmstart`; README, "Declipping: the default chosen on
+# validation clips"). BWE and inpainting: RG + DC, the cheapest of the rows that tied on the
+# evaluation's bandwidth extension (README, "Restoration quality").
 DEFAULT_METHOD = {"declip": "aspade_warm+mean4", "bwe": "rg+dc", "inpaint": "rg+dc"}
 DEFAULT_METHOD_HELP = ", ".join(f"{task}: {method}" for task, method in DEFAULT_METHOD.items())
 
