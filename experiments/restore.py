@@ -66,7 +66,6 @@ flags.DEFINE_bool("plot", False, "Also write a PNG of input, output and differen
 flags.DEFINE_bool("overwrite", False, "Replace existing output files.")
 
 
-
 # The figures show the first minute: a whole hour would not fit a plot, nor memory.
 _PLOT_SECONDS = 60
 
