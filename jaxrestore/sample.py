@@ -365,6 +365,22 @@ def posterior_mean(
     return jnp.mean(draws, axis=0), jnp.std(draws, axis=0)
 
 
+def _host_loop(
+    config: SamplerConfig,
+    x: jax.Array,
+    one_pass: Callable[[jax.Array, jax.Array, jax.Array], jax.Array],
+    progress: Callable[[int, int], None] | None,
+) -> jax.Array:
+    """Runs `one_pass(x, i, cycle)` over the schedule's passes, reporting NFE done after each."""
+    done, T, total = 0, config.steps, nfe(config)
+    for i, cycle in schedule(config).passes():
+        x = one_pass(x, jnp.int32(i), jnp.int32(cycle))
+        done += 1 + (config.heun and i < T - 1)
+        if progress is not None:
+            progress(done, total)
+    return x
+
+
 class Restorer:
     """Restores batches of clips with one compiled program, reused across calls.
 
@@ -428,13 +444,9 @@ class Restorer:
         if not self.stepwise:
             return self._whole(y, operator, keys)
         x = self._init(y, operator, keys)
-        done, T = 0, self.config.steps
-        for i, c in self.schedule.passes():
-            x = self._pass(y, operator, keys, x, jnp.int32(i), jnp.int32(c))
-            done += 1 + (self.config.heun and i < T - 1)
-            if progress is not None:
-                progress(done, self.nfe)
-        return x
+        return _host_loop(
+            self.config, x, lambda x, i, c: self._pass(y, operator, keys, x, i, c), progress
+        )
 
 
 class ShardedRestorer:
@@ -507,10 +519,6 @@ class ShardedRestorer:
                 f"a batch of {y.shape[0]} clips does not divide over {self.mesh.size} devices"
             )
         x = self._init(y, params, key_data)
-        done, T = 0, self.config.steps
-        for i, cycle in self.schedule.passes():
-            x = self._pass(y, params, key_data, x, jnp.int32(i), jnp.int32(cycle))
-            done += 1 + (self.config.heun and i < T - 1)
-            if progress is not None:
-                progress(done, self.nfe)
-        return x
+        return _host_loop(
+            self.config, x, lambda x, i, c: self._pass(y, params, key_data, x, i, c), progress
+        )
