@@ -10,6 +10,7 @@ from typing import Protocol
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import scipy.fft
 from jax.typing import ArrayLike
 
@@ -26,21 +27,23 @@ RawNetwork = Callable[[jax.Array, jax.Array], jax.Array]
 
 def sigma_schedule(
     steps: int, sigma_min: float = 1e-4, sigma_max: float = 1.0, rho: float = 13.0
-) -> jax.Array:
+) -> np.ndarray:
     """Returns the `steps` noise levels of DESIGN §3 followed by a final 0: shape [steps + 1].
 
     `σ_i = (σ_max^{1/ρ} + i/(T−1)·(σ_min^{1/ρ} − σ_max^{1/ρ}))^ρ`, i = 0..T−1, then σ_T = 0.
+    In NumPy float32: the schedule is static, and eager JAX would compile each of its ops.
     """
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
     if not 0 < sigma_min <= sigma_max:
         raise ValueError(f"need 0 < sigma_min <= sigma_max, got {sigma_min}, {sigma_max}")
-    return jnp.append(
-        _rho_interpolation(jnp.linspace(0.0, 1.0, steps), sigma_min, sigma_max, rho), 0.0
-    )
+    u = np.linspace(0.0, 1.0, steps, dtype=np.float32)
+    f32 = np.float32
+    sigmas = _rho_interpolation(u, f32(sigma_min), f32(sigma_max), f32(rho))
+    return np.append(sigmas, f32(0.0)).astype(np.float32)
 
 
-def _rho_interpolation(u: jax.Array, sigma_min: float, sigma_max: float, rho: float) -> jax.Array:
+def _rho_interpolation(u: ArrayLike, sigma_min: float, sigma_max: float, rho: float) -> ArrayLike:
     """Maps u ∈ [0, 1] to σ on the ρ-warped segment from σ_max (u = 0) to σ_min (u = 1)."""
     inv_rho = 1.0 / rho
     return (sigma_max**inv_rho + u * (sigma_min**inv_rho - sigma_max**inv_rho)) ** rho

@@ -189,9 +189,7 @@ class Schedule:
 def schedule(config: SamplerConfig) -> Schedule:
     """Computes the noise levels, churn, RePaint cycles and start step of `config`."""
     T = config.steps
-    with jax.ensure_compile_time_eval():  # Static: concrete even when called under jit.
-        sigmas = edm.sigma_schedule(T, config.sigma_min, config.sigma_max, config.rho)
-    sigmas = np.asarray(sigmas, np.float32)
+    sigmas = edm.sigma_schedule(T, config.sigma_min, config.sigma_max, config.rho)  # NumPy
     in_churn = (sigmas[:T] >= config.s_tmin) & (sigmas[:T] <= config.s_tmax)
     gamma = min(config.s_churn / T, np.sqrt(2.0) - 1.0)
     gammas = np.where(in_churn, gamma, 0.0).astype(np.float32)
