@@ -1,5 +1,6 @@
 """`python -m experiments.restore` end to end: every task, rates, channels, lengths, bad input."""
 
+import concurrent.futures
 import os
 import subprocess
 import sys
@@ -155,11 +156,15 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(tiny_model, cache, t
             "drop --num_draws",
         ),
     ]
-    for args, message in cases:
-        result = _run(args, cache, tiny_model)
+    good_bytes = open(good, "rb").read()
+    # Each case is its own process, mostly imports: four at a time.
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda case: _run(case[0], cache, tiny_model), cases))
+    for (args, message), result in zip(cases, results, strict=True):
         assert result.returncode == 2, (args, result.stderr)
         lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
         assert len(lines) == 1 and message in lines[0], (args, result.stderr)
         assert "Traceback" not in result.stderr
         assert not out.exists()
     assert existing.read_bytes() == b"keep me"
+    assert open(good, "rb").read() == good_bytes
