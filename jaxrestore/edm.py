@@ -37,10 +37,9 @@ def sigma_schedule(
         raise ValueError(f"steps must be at least 1, got {steps}")
     if not 0 < sigma_min <= sigma_max:
         raise ValueError(f"need 0 < sigma_min <= sigma_max, got {sigma_min}, {sigma_max}")
-    u = np.linspace(0.0, 1.0, steps, dtype=np.float32)
     f32 = np.float32
-    sigmas = _rho_interpolation(u, f32(sigma_min), f32(sigma_max), f32(rho))
-    return np.append(sigmas, f32(0.0)).astype(np.float32)
+    u = np.linspace(0.0, 1.0, steps, dtype=f32)
+    return np.append(_rho_interpolation(u, f32(sigma_min), f32(sigma_max), f32(rho)), f32(0.0))
 
 
 def _rho_interpolation(u: ArrayLike, sigma_min: float, sigma_max: float, rho: float) -> ArrayLike:

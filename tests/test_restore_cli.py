@@ -4,6 +4,7 @@ import concurrent.futures
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -156,7 +157,7 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(tiny_model, cache, t
             "drop --num_draws",
         ),
     ]
-    good_bytes = open(good, "rb").read()
+    good_bytes = Path(good).read_bytes()
     # Each case is its own process, mostly imports: four at a time.
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         results = list(pool.map(lambda case: _run(case[0], cache, tiny_model), cases))
@@ -167,4 +168,4 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(tiny_model, cache, t
         assert "Traceback" not in result.stderr
         assert not out.exists()
     assert existing.read_bytes() == b"keep me"
-    assert open(good, "rb").read() == good_bytes
+    assert Path(good).read_bytes() == good_bytes
