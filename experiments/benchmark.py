@@ -46,6 +46,8 @@ flags.DEFINE_list(
 )
 flags.DEFINE_list("warm_draws", ["4"], "Posterior draws averaged per warm start (warmstart).")
 flags.DEFINE_list("warm_sdrs", ["5", "10"], "Input SDRs in dB (warmstart).")
+flags.DEFINE_list("warm_steps", ["35"], "Schedule lengths T of the warm starts (warmstart).")
+flags.DEFINE_list("warm_guidance", ["rg+dc"], "Warm-start guidance: rg+dc and/or dc (warmstart).")
 flags.DEFINE_list("sweep_xi", ["0.2:0.2", "0.2:0.5", "0.2:1.0", "0.5:0.5"], "ξ:ξ_end pairs.")
 flags.DEFINE_list("sweep_cycles", ["0", "2"], "RePaint u values of the sweep section.")
 flags.DEFINE_list("sweep_sets", ["dry", "wet"], "Held-out sets of the sweep section.")
@@ -165,6 +167,8 @@ def warmstart_section() -> None:
         [float(s) for s in FLAGS.sigma_starts],
         FLAGS.warm_presets,
         [int(n) for n in FLAGS.warm_draws],
+        [int(t) for t in FLAGS.warm_steps],
+        FLAGS.warm_guidance,
     )
     points = []
     for record in samplers.declipping_curve(

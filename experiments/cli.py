@@ -52,7 +52,13 @@ def enable_compilation_cache() -> None:
     directory = os.environ.get(
         "JAXRESTORE_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "jaxrestore", "jax")
     )
-    os.makedirs(directory, exist_ok=True)
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as error:  # a file in the way, no permission: say which variable to change
+        raise UsageError(
+            f"the compile cache {directory} (JAXRESTORE_CACHE) is not a usable folder: "
+            f"{error.strerror}"
+        ) from None
     jax.config.update("jax_compilation_cache_dir", directory)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxrestore import priors, sample
+from jaxrestore import guidance, priors, sample
 from jaxrestore.benchmarks import costs, networks, samplers
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -104,6 +104,23 @@ def test_declipping_methods_pair_warm_starts_with_posterior_means():
     ]
     assert methods[3].config == methods[2].config and methods[3].nfe == 4 * methods[2].nfe
     assert methods[2].config.sigma_start == 0.1
+
+
+def test_declipping_methods_vary_steps_and_guidance_of_warm_starts():
+    methods = samplers.declipping_methods([0.01], [], [1, 4], steps=[35, 12], guidances=["dc"])
+    assert [m.name for m in methods] == [
+        "aspade",
+        "aspade warm dc σ=0.01",
+        "mean4 aspade warm dc σ=0.01",
+        "aspade warm dc σ=0.01 T=12",
+        "mean4 aspade warm dc σ=0.01 T=12",
+    ]
+    short = methods[3].config
+    assert short.steps == 12 and short.guidance == (guidance.DataConsistency(),)
+    # 12 levels reach σ ≤ 0.01 sooner than 35 do: fewer evaluations from the same start.
+    assert methods[3].nfe < methods[1].nfe and methods[4].nfe == 4 * methods[3].nfe
+    with pytest.raises(ValueError, match="unknown warm-start guidance"):
+        samplers.declipping_methods([0.01], [], [1], guidances=["rg"])
 
 
 def test_benchmark_app_refuses_an_unknown_section():

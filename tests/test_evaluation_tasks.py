@@ -23,6 +23,7 @@ def test_declip_only_methods_are_left_out_of_bandwidth_extension():
     # SparseConsistency is plain DC on other operators; A-SPADE and its warm start need a Clip.
     assert tasks.methods_for(methods, "bwe") == ("degraded", "rg+dc", "pigdm+sdc")
     assert tasks.method_label("aspade_warm+mean4", "declip5") == "A-SPADE → RG + DC, mean of 4"
+    assert tasks.method_label("aspade_dc+mean8", "declip5") == "A-SPADE → DC, 6 steps, mean of 8"
     assert tasks.method_label("degraded", "bwe3k") == "LPF"
 
 
@@ -32,4 +33,4 @@ def test_eval_config_refuses_unknown_methods_and_keeps_posterior_means():
     assert config.sampler_config("pigdm+dc+mean3") == sample.PRESETS["pigdm+dc"]
     with pytest.raises(ValueError, match="unknown method"):
         tasks.EvalConfig(methods=("degraded", "rg+dc+mean1"))
-    assert "aspade_warm+mean4" in tasks.DEFAULT_METHODS
+    assert "aspade_warm+mean4" in tasks.DEFAULT_METHODS and "aspade_dc+mean8" in tasks.DEFAULT_METHODS

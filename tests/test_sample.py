@@ -274,6 +274,36 @@ def test_aspade_warm_start_starts_near_the_spade_restoration():
         sample.initial_state(config, y[0], priors.ideal_lowpass(2048, 0.2), _keys(1)[0])
 
 
+def test_aspade_dc_is_clipping_consistent_and_never_differentiates_the_denoiser():
+    prior = priors.pink(2048, variance=0.01)
+    x0 = prior.sample(jax.random.key(16), 2)
+    c = jax.vmap(degradations.clip_threshold_for_sdr, in_axes=(0, None))(x0, 5.0)
+    op = degradations.Clip(c)
+    y = jax.vmap(lambda x, c: degradations.Clip(c).apply(x))(x0, c)
+
+    # DC alone needs a forward pass per evaluation only: a denoiser without a VJP must do.
+    @jax.custom_vjp
+    def forward_only(x, sigma):
+        return prior.denoiser(x, sigma)
+
+    def refuse(*_):
+        raise AssertionError("the sampler differentiated the denoiser")
+
+    forward_only.defvjp(lambda x, sigma: (forward_only(x, sigma), None), refuse)
+    config = dataclasses.replace(sample.PRESETS["aspade_dc"], sigma_data=0.1)
+    assert sample.nfe(config) == 5  # the levels of 6 steps at or below σ_start = 0.01
+    out = sample.Restorer(forward_only, config)(y, op, _keys(2))
+    # The last DC projection leaves the restoration in the clipping-consistent set: reliable
+    # samples equal y exactly, clipped ones lie beyond ±c on their side.
+    reliable = jnp.abs(y) < c[:, None] * (1 - op.rtol)
+    np.testing.assert_array_equal(jnp.where(reliable, out, 0.0), jnp.where(reliable, y, 0.0))
+    assert bool(jnp.all(jnp.where(y >= c[:, None] * (1 - op.rtol), out >= c[:, None], True)))
+    assert bool(jnp.all(jnp.where(y <= -c[:, None] * (1 - op.rtol), out <= -c[:, None], True)))
+    # The prior moved A-SPADE's answer, within that set: only the clipped samples differ.
+    spade_x = jax.vmap(spade.aspade)(y, c)
+    assert not np.array_equal(out, spade_x)
+
+
 def test_a_prior_brings_its_sigma_data_to_the_sampler():
     gaussian = priors.pink(256, variance=0.04)
     prior = priors.Prior(gaussian.denoiser, 22050, sigma_data=0.2)

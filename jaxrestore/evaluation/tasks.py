@@ -24,6 +24,7 @@ METHOD_LABELS = {
     "rg_drho+dc+rp": "RG δρ + DC + RP",
     "pigdm+sdc": "PIGDM + sparse DC",
     "aspade_warm": "A-SPADE → RG + DC",
+    "aspade_dc": "A-SPADE → DC, 6 steps",
     "aspade": "A-SPADE",
     "sspade": "S-SPADE",
 }
@@ -95,7 +96,9 @@ def declip_only(method: str) -> bool:
     )
 
 
-DEFAULT_METHODS = (DEGRADED, *sample.PRESETS, "aspade_warm+mean4", *CLASSICAL)
+DEFAULT_METHODS = (
+    DEGRADED, *sample.PRESETS, "aspade_warm+mean4", "aspade_dc+mean8", *CLASSICAL
+)
 
 
 @dataclasses.dataclass(frozen=True)
