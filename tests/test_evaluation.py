@@ -105,7 +105,10 @@ def _assert_same_table(reference, other):
             if name == "Method" or "—" in (x, y):
                 assert x == y
             else:
-                numbers = [[float(v) for v in c.split("±")] for c in (x, y)]
+                # "mean ± ci (k↑ m↓)": the per-clip counts exactly, the numbers to 0.01.
+                (x, x_counts), (y, y_counts) = (c.partition(" (")[::2] for c in (x, y))
+                assert x_counts == y_counts
+                numbers = [[float(v.strip("*")) for v in c.split("±")] for c in (x, y)]
                 np.testing.assert_allclose(*numbers, atol=0.0101)
 
 
@@ -195,6 +198,25 @@ def test_records_match_a_direct_computation_of_each_clip(runs, prior):
     assert cell["n"] == 2
     assert cell["mean"] == pytest.approx(np.mean(values))
     assert cell["ci95"] == pytest.approx(12.706 * np.std(values, ddof=1) / np.sqrt(2), rel=1e-4)
+
+    # Per-clip counts against the degraded input of the same clip, both ways round.
+    for task, metric, sign in (("declip5", "si_sdr", 1), ("bwe3k", "lsd", -1)):
+        for set_name in ("dry", "wet"):
+            changes = [
+                sign
+                * (
+                    by_clip[(task, set_name, "rg+dc", i)][metric]
+                    - by_clip[(task, set_name, "degraded", i)][metric]
+                )
+                for i in (0, 1)
+            ]
+            cell = results["results"][task][set_name]["rg+dc"][metric]
+            assert (cell["better"], cell["worse"]) == (
+                sum(d > 0 for d in changes),
+                sum(d < 0 for d in changes),
+            )
+            assert "better" not in results["results"][task][set_name]["degraded"][metric]
+    assert "↑" in (workdir / "table1.md").read_text()
 
 
 def test_sharding_helpers():

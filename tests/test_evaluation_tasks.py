@@ -33,4 +33,4 @@ def test_eval_config_refuses_unknown_methods_and_keeps_posterior_means():
     assert config.sampler_config("pigdm+dc+mean3") == sample.PRESETS["pigdm+dc"]
     with pytest.raises(ValueError, match="unknown method"):
         tasks.EvalConfig(methods=("degraded", "rg+dc+mean1"))
-    assert "aspade_warm+mean4" in tasks.DEFAULT_METHODS and "aspade_dc+mean8" in tasks.DEFAULT_METHODS
+    assert {"aspade_warm+mean4", "aspade_dc+mean8"} <= set(tasks.DEFAULT_METHODS)

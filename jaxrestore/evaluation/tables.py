@@ -85,6 +85,11 @@ def summarize(
     results: dict[str, Any] = {}
     for task in config.tasks:
         for set_name in config.sets:
+            degraded = {
+                i: r
+                for (t, s, m, i), r in by_clip.items()
+                if (t, s, m) == (task, set_name, DEGRADED)
+            }
             for method in config.methods_for(task):
                 rows = sorted(
                     (
@@ -97,6 +102,9 @@ def summarize(
                 if not rows:
                     continue
                 entry = {name: mean_interval([r[name] for r in rows]) for name in CLIP_METRICS}
+                if method != DEGRADED and degraded:
+                    for name in CLIP_METRICS:
+                        entry[name].update(_against_input(rows, degraded, name))
                 indices = [r["index"] for r in rows]
                 for kind in SET_METRICS:
                     entry[kind] = _set_distance(workdir, kind, task, set_name, method, indices)
@@ -116,6 +124,22 @@ def summarize(
         "devices": None if mesh is None else mesh.size,
         "processes": jax.process_count(),
         "results": results,
+    }
+
+
+# Which way each clip metric improves.
+_HIGHER_IS_BETTER = {"si_sdr": True, "lsd": False}
+
+
+def _against_input(rows: Sequence[dict], degraded: dict[int, dict], name: str) -> dict[str, int]:
+    """Counts the clips on which a method's `name` is better, and worse, than the degraded
+    input's on the same clip: a mean can hide a method that harms most clips."""
+    pairs = [(r[name], degraded[r["index"]][name]) for r in rows if r["index"] in degraded]
+    pairs = [(a, b) for a, b in pairs if np.isfinite(a) and np.isfinite(b)]
+    sign = 1.0 if _HIGHER_IS_BETTER[name] else -1.0
+    return {
+        "better": sum(sign * (a - b) > 0 for a, b in pairs),
+        "worse": sum(sign * (a - b) < 0 for a, b in pairs),
     }
 
 
@@ -197,7 +221,10 @@ def table(results: dict[str, Any], kind: str) -> str:
                 text = _cell(e[metric]["mean"], e[metric]["ci95"])
             else:
                 text = _cell(e[metric])
-            cells.append(f"**{text}**" if best.get(column) == method and text != "—" else text)
+            text = f"**{text}**" if best.get(column) == method and text != "—" else text
+            if metric in CLIP_METRICS and "better" in e[metric]:
+                text += f" ({e[metric]['better']}↑ {e[metric]['worse']}↓)"
+            cells.append(text)
         entries = [entry(t, s, method) for t in tasks for s in sets]
         entries = [e for e in entries if e is not None]
         if entries:
@@ -226,6 +253,10 @@ def table(results: dict[str, Any], kind: str) -> str:
             "distance between Gaussians of VGGish log-mel frames, without the network: not FAD, "
             "not comparable with published FAD values."
         )
+    notes.append(
+        f"(k↑ m↓): the clips on which a method's {clip_label[:-2]} is better (k) and worse (m) "
+        "than the degraded input's."
+    )
     notes.append(
         "s/clip: wall-clock seconds per clip over all devices"
         + ("; † includes compilation (a single batch ran)." if compile_mark else ".")

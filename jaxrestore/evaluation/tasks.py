@@ -96,9 +96,7 @@ def declip_only(method: str) -> bool:
     )
 
 
-DEFAULT_METHODS = (
-    DEGRADED, *sample.PRESETS, "aspade_warm+mean4", "aspade_dc+mean8", *CLASSICAL
-)
+DEFAULT_METHODS = (DEGRADED, *sample.PRESETS, "aspade_warm+mean4", "aspade_dc+mean8", *CLASSICAL)
 
 
 @dataclasses.dataclass(frozen=True)
