@@ -26,8 +26,8 @@ from jaxrestore import audio, restoration, sample, spade
 from jaxrestore.evaluation import tasks
 
 # Declipping: the mean of 8 draws of A-SPADE → DC, ahead of A-SPADE with 95 % confidence on
-# validation clips of the shipped prior and within 0.05 dB of the best method measured, at a
-# tenth of its compute (`benchmark --sections=warmstart`; README, "Declipping: the default
+# validation clips of the shipped prior and within 0.06 dB of the best methods measured, which
+# take 2–5× its time (`benchmark --sections=warmstart`; README, "Declipping: the default
 # chosen on validation clips"). BWE and inpainting: RG + DC, the cheapest of the rows that tied
 # on the evaluation's bandwidth extension (README, "Restoration quality").
 DEFAULT_METHOD = {"declip": "aspade_dc+mean8", "bwe": "rg+dc", "inpaint": "rg+dc"}

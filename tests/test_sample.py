@@ -299,7 +299,7 @@ def test_aspade_dc_is_clipping_consistent_and_never_differentiates_the_denoiser(
     np.testing.assert_array_equal(jnp.where(reliable, out, 0.0), jnp.where(reliable, y, 0.0))
     assert bool(jnp.all(jnp.where(y >= c[:, None] * (1 - op.rtol), out >= c[:, None], True)))
     assert bool(jnp.all(jnp.where(y <= -c[:, None] * (1 - op.rtol), out <= -c[:, None], True)))
-    # The prior moved A-SPADE's answer, within that set: only the clipped samples differ.
+    # The prior moved A-SPADE's answer (within that set).
     spade_x = jax.vmap(spade.aspade)(y, c)
     assert not np.array_equal(out, spade_x)
 
