@@ -253,12 +253,17 @@ def test_every_preset_runs_on_both_tasks(name):
         assert out.shape == x0.shape and bool(jnp.all(jnp.isfinite(out)))
 
 
-def test_aspade_warm_start_starts_near_the_spade_restoration():
+def _clipped_pink_pair(seed):
+    """Two pink Gaussian clips of 2,048 samples, each clipped to 5 dB input SDR."""
     prior = priors.pink(2048, variance=0.01)
-    x0 = prior.sample(jax.random.key(12), 2)
+    x0 = prior.sample(jax.random.key(seed), 2)
     c = jax.vmap(degradations.clip_threshold_for_sdr, in_axes=(0, None))(x0, 5.0)
-    op = degradations.Clip(c)
     y = jax.vmap(lambda x, c: degradations.Clip(c).apply(x))(x0, c)
+    return prior, c, degradations.Clip(c), y
+
+
+def test_aspade_warm_start_starts_near_the_spade_restoration():
+    prior, c, op, y = _clipped_pink_pair(12)
     config = dataclasses.replace(
         sample.PRESETS["rg+dc"], sigma_data=0.1, steps=8, init=spade.ASpadeStart(), sigma_start=1e-3
     )
@@ -275,11 +280,7 @@ def test_aspade_warm_start_starts_near_the_spade_restoration():
 
 
 def test_aspade_dc_is_clipping_consistent_and_never_differentiates_the_denoiser():
-    prior = priors.pink(2048, variance=0.01)
-    x0 = prior.sample(jax.random.key(16), 2)
-    c = jax.vmap(degradations.clip_threshold_for_sdr, in_axes=(0, None))(x0, 5.0)
-    op = degradations.Clip(c)
-    y = jax.vmap(lambda x, c: degradations.Clip(c).apply(x))(x0, c)
+    prior, c, op, y = _clipped_pink_pair(16)
 
     # DC alone needs a forward pass per evaluation only: a denoiser without a VJP must do.
     @jax.custom_vjp
