@@ -61,6 +61,12 @@ flags.DEFINE_string(
     "alternating whole processes of experiments/network_timing.py with this tree's.",
 )
 flags.DEFINE_integer("pairs", 2, "networks --baseline: alternating process pairs per model.")
+flags.DEFINE_list(
+    "baseline_train",
+    [],
+    "networks --baseline: also time a training step side by side, on LENGTH,BATCH clips "
+    "(the shipped recipe: 4096,16).",
+)
 flags.DEFINE_integer("prior_clips", 8, "Held-out clips per set in the prior section.")
 flags.DEFINE_list(
     "sigmas", ["0.001", "0.003", "0.01", "0.03", "0.1", "0.3", "1"], "Noise levels (prior section)."
@@ -108,6 +114,19 @@ def networks_section() -> None:
                 pairs=FLAGS.pairs,
             ):
                 emit(record)
+            if FLAGS.baseline_train:
+                length, batch = map(int, FLAGS.baseline_train)
+                for record in networks.side_by_side(
+                    spec,
+                    {"baseline": FLAGS.baseline, "this": here},
+                    script,
+                    clip_length=length,
+                    batch=batch,
+                    repeats=FLAGS.repeats,
+                    pairs=FLAGS.pairs,
+                    train=True,
+                ):
+                    emit(record)
 
 
 def sampler_section() -> None:
@@ -199,6 +218,13 @@ def main(argv):
     unknown = [s for s in FLAGS.sections if s not in SECTIONS]
     if unknown:
         raise cli.UsageError(f"unknown section {unknown[0]!r}; use {sorted(SECTIONS)}")
+    if FLAGS.baseline_train and (
+        len(FLAGS.baseline_train) != 2
+        or not all(v.isdigit() and int(v) > 0 for v in FLAGS.baseline_train)
+    ):
+        raise cli.UsageError(
+            f"--baseline_train must be LENGTH,BATCH (positive integers), got {FLAGS.baseline_train}"
+        )
     if FLAGS.platform:
         jax.config.update("jax_platforms", FLAGS.platform)
     emit(

@@ -3,13 +3,17 @@ r"""Times one denoiser network in a process of its own, for side-by-side runs of
   python experiments/network_timing.py sashimi:cpu 65536 1 3
   PYTHONPATH=/path/to/old/checkout python experiments/network_timing.py sashimi:cpu 65536 1 3
   python experiments/network_timing.py sashimi:cpu 65536 1 2 --profile   # where the time goes
+  python experiments/network_timing.py sashimi:cpu 4096 16 3 --train     # a training step
 
 Prints one JSON line: forward, forward + VJP with respect to the input, and the guided
 evaluation the sampler runs (forward + VJP through `networks.as_denoiser`, σ = 0.1), each the
 minimum over the repeats after compilation, with XLA's temporary memory of the forward + VJP.
+With --train it times one training step instead (`train.make_train_step`: EDM loss with the
+Wiener skip, gradients, Adam and the EMA; the shipped recipe is `sashimi:cpu 4096 16`).
 It uses only APIs that every version of the package has had (`checkpoints.model_config`,
-`build_model`, `networks.as_denoiser`), so `benchmark --sections=networks --baseline=DIR`
-runs it alternately on an older checkout and on this one.
+`build_model`, `networks.as_denoiser`, `train.make_train_step`), so
+`benchmark --sections=networks --baseline=DIR` runs it alternately on an older checkout and
+on this one.
 """
 
 import collections
@@ -24,7 +28,7 @@ import time
 import jax
 import jax.numpy as jnp
 
-from jaxrestore import checkpoints, networks
+from jaxrestore import checkpoints, networks, train
 
 
 def _best_of(fn, *args, repeats: int) -> float:
@@ -37,6 +41,47 @@ def _best_of(fn, *args, repeats: int) -> float:
     return min(times)
 
 
+def train_step(spec: str, num_samples: int, batch: int, repeats: int) -> dict:
+    """Times one training step of `spec` on [batch, num_samples] clips (the state donated)."""
+    name, _, preset = spec.partition(":")
+    model_config = checkpoints.model_config(name, preset or "reference")
+    model = checkpoints.build_model(name, model_config)
+    config = train.TrainConfig(
+        model_name=name,
+        model=model_config,
+        batch_size=batch,
+        clip_length=num_samples,
+        preconditioning="wiener",
+        sigma_distribution="lognormal",
+        p_mean=-3.0,
+        p_std=1.5,
+        spectrum_frame=min(512, num_samples),
+    )
+    optimizer = train.make_optimizer(config)
+    state = train.init_state(model, optimizer, jax.random.key(0), num_samples)
+    spectrum = jnp.linspace(1.0, 0.01, config.spectrum_frame // 2 + 1)
+    step = train.make_train_step(model, optimizer, config, 0.1, spectrum)
+    batch_x = 0.1 * jax.random.normal(jax.random.key(1), (batch, num_samples))
+    key = jax.random.key(2)
+    start = time.perf_counter()
+    state, metrics = jax.block_until_ready(step(state, batch_x, key))
+    record = {
+        "model": spec,
+        "num_samples": num_samples,
+        "batch": batch,
+        "package": networks.__file__,
+        "train_step_first_call_s": round(time.perf_counter() - start, 2),
+    }
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        state, metrics = jax.block_until_ready(step(state, batch_x, key))
+        times.append(time.perf_counter() - start)
+    record["train_step_s"] = round(min(times), 4)
+    record["loss"] = float(metrics["loss"])
+    return record
+
+
 def main(spec: str, num_samples: int, batch: int, repeats: int, profile: bool = False) -> dict:
 
     name, _, preset = spec.partition(":")
@@ -47,10 +92,14 @@ def main(spec: str, num_samples: int, batch: int, repeats: int, profile: bool = 
     c_noise = jnp.full((B,), -0.5)
     record = {"model": spec, "num_samples": T, "batch": B, "package": networks.__file__}
 
-    forward = jax.jit(lambda x, c: model.apply({"params": params}, x, c))
+    # A restoration runs the network prepared for its clips (`networks.prepare`, in checkouts
+    # that have it), so the forward and its VJP are timed prepared too.
+    prepare = getattr(networks, "prepare", None)
+    variables = {"params": params, **(prepare(model, params, T) if prepare else {})}
+    forward = jax.jit(lambda x, c: model.apply(variables, x, c))
 
     def fwd_vjp(x, c):
-        out, vjp = jax.vjp(lambda z: model.apply({"params": params}, z, c), x)
+        out, vjp = jax.vjp(lambda z: model.apply(variables, z, c), x)
         return vjp(out)[0]
 
     denoiser = jax.vmap(networks.as_denoiser(model, params, 0.1), in_axes=(0, None))
@@ -100,5 +149,8 @@ def _profile(fn, args, repeats: int) -> dict[str, float]:
 
 if __name__ == "__main__":
     spec, num_samples, batch, repeats = sys.argv[1], *map(int, sys.argv[2:5])
-    record = main(spec, num_samples, batch, repeats, profile="--profile" in sys.argv[5:])
+    if "--train" in sys.argv[5:]:
+        record = train_step(spec, num_samples, batch, repeats)
+    else:
+        record = main(spec, num_samples, batch, repeats, profile="--profile" in sys.argv[5:])
     print(json.dumps(record), flush=True)

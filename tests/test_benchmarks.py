@@ -136,3 +136,46 @@ def test_benchmark_app_refuses_an_unknown_section():
         "error: unknown section 'nonsense'; use "
         "['networks', 'prior', 'sampler', 'sweep', 'warmstart']"
     ]
+
+
+def test_side_by_side_times_training_steps_in_each_tree():
+    # Two "checkouts" that are both this tree: the records come from separate processes, and
+    # the comparison is the ratio of their best training-step times.
+    script = str(ROOT / "experiments" / "network_timing.py")
+    trees = {"baseline": str(ROOT), "this": str(ROOT)}
+    records = list(
+        networks.side_by_side(
+            "sashimi:tiny", trees, script, clip_length=64, batch=2, repeats=1, pairs=1, train=True
+        )
+    )
+    runs, (comparison,) = records[:-1], records[-1:]
+    assert [r["tree"] for r in runs] == ["baseline", "this"]
+    assert all(r["train_step_s"] > 0 and r["batch"] == 2 and np.isfinite(r["loss"]) for r in runs)
+    assert runs[0]["loss"] == runs[1]["loss"]  # the same seeded step
+    expected = round(runs[0]["train_step_s"] / runs[1]["train_step_s"], 2)
+    assert comparison == {
+        "comparison": "baseline:this",
+        "model": "sashimi:tiny",
+        "train_step_speedup": expected,
+    }
+
+
+def test_benchmark_app_refuses_a_malformed_training_shape():
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "experiments.benchmark",
+            "--sections=networks",
+            "--baseline=.",
+            "--baseline_train=4096",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: --baseline_train must be LENGTH,BATCH (positive integers), got ['4096']"
+    ]

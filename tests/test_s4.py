@@ -29,13 +29,20 @@ def _recurrence(u, A_bar, B_bar, C, D):
     return jax.lax.scan(step, x0, u)[1]
 
 
+@pytest.mark.parametrize("prepared", [False, True])
 @pytest.mark.parametrize("bidirectional", [False, True])
-def test_layer_equals_recurrence_in_both_directions(bidirectional):
+def test_layer_equals_recurrence_in_both_directions(bidirectional, prepared):
+    # Unprepared, the layer convolves by FFT; prepared, by chunks (c = 16 for N = 8, so 50
+    # samples are three full chunks and a partial one).
     B, L, H, N = 2, 50, 3, 8
     u = jax.random.normal(jax.random.PRNGKey(1), (B, L, H))
     layer = s4.S4D(d_state=N, bidirectional=bidirectional)
     params = jax.jit(layer.init)(jax.random.PRNGKey(0), u)["params"]
-    y = np.asarray(jax.jit(layer.apply)({"params": params}, u))
+    variables = {"params": params}
+    if prepared:
+        variables.update(layer.apply(variables, u, mutable=[s4.CACHE])[1])
+        assert s4.chunk_length(N) == 16
+    y = np.asarray(jax.jit(layer.apply)(variables, u))
     S = 2 if bidirectional else 1
     assert y.shape == (B, L, S * H)
 
@@ -109,24 +116,76 @@ def test_convolve_rejects_mismatched_kernel():
         s4.fft_convolve(jnp.zeros((1, 8, 2)), jnp.zeros((1, 2, 7)), jnp.zeros(2))
 
 
-def test_prepared_layer_uses_its_cached_spectra_and_only_for_their_length():
+def _direct_convolution(u, dtA, CB, D):
+    """Returns both directions' outputs by direct sums over float64 Vandermonde kernels."""
+    B, L, H = u.shape
+    K = 2.0 * np.real(np.einsum("shn,shnl->shl", CB, np.exp(dtA[..., None] * np.arange(L))))
+    u = np.float64(u)
+    causal = np.zeros((B, L, H))
+    anticausal = np.zeros((B, L, H))
+    for t in range(L):
+        causal[:, t] = np.einsum("lh,blh->bh", K[0, :, : t + 1][:, ::-1].T, u[:, : t + 1])
+        anticausal[:, t] = np.einsum("lh,blh->bh", K[1, :, : L - t].T, u[:, t:])
+    return np.concatenate([causal + D * u, anticausal + D * u], axis=-1)
+
+
+def _random_modes(seed, H, modes):
+    """Returns (dtA, CB) of random stable modes in both directions, complex64."""
+    rng = np.random.default_rng(seed)
+    A = -np.exp(rng.uniform(-1.0, 1.0, (2, H, modes))) + 1j * np.pi * np.arange(modes)
+    C = rng.normal(size=(2, H, modes)) + 1j * rng.normal(size=(2, H, modes))
+    dt = np.exp(rng.uniform(math.log(1e-3), math.log(1e-1), (2, H)))
+    dtA = dt[..., None] * A
+    return np.complex64(dtA), np.complex64(C * (np.exp(dtA) - 1.0) / A)
+
+
+@pytest.mark.parametrize("length", [1, 16, 37, 96])
+def test_chunked_convolution_equals_direct_convolution_and_fft(length):
+    B, H, modes, c = 2, 3, 4, 16
+    dtA, CB = _random_modes(length, H, modes)
+    D = np.float32([0.5, -1.0, 2.0])
+    u = jax.random.normal(jax.random.PRNGKey(length), (B, length, H))
+    ops = s4.chunk_operators(jnp.asarray(dtA), jnp.asarray(CB), c)
+    assert ops["w_in"].shape == (H, 2 * (c + 2 * modes), c)
+    y = s4.chunked_convolve(u, ops, jnp.asarray(D))
+    expected = _direct_convolution(np.asarray(u), np.complex128(dtA), np.complex128(CB), D)
+    np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max())
+
+    # The same function as the FFT path, VJP included.
+    kernels = s4.s4d_kernel(jnp.asarray(dtA), jnp.asarray(CB), length)
+    K_f = s4.kernel_spectrum(kernels, anticausal=jnp.arange(2) == 1)
+    cotangent = jax.random.normal(jax.random.PRNGKey(7), (B, length, 2 * H))
+    by_chunks = jax.vjp(lambda v: s4.chunked_convolve(v, ops, jnp.asarray(D)), u)[1](cotangent)
+    by_fft = jax.vjp(lambda v: s4.fft_convolve(v, K_f, jnp.asarray(D)), u)[1](cotangent)
+    np.testing.assert_allclose(by_chunks[0], by_fft[0], rtol=1e-4, atol=1e-5)
+
+
+def test_chunked_convolve_rejects_mismatched_operators():
+    ops = s4.chunk_operators(*map(jnp.asarray, _random_modes(0, 3, 4)), 16)
+    with pytest.raises(ValueError, match="chunk operators must have"):
+        s4.chunked_convolve(jnp.zeros((1, 8, 2)), ops, jnp.zeros(2))
+
+
+def test_prepared_layer_uses_its_chunk_operators_at_every_length():
     u = jax.random.normal(jax.random.PRNGKey(3), (2, 40, 3))
     layer = s4.S4D(d_state=8)
     params = layer.init(jax.random.PRNGKey(0), u)["params"]
-    direct = layer.apply({"params": params}, u)
     _, cache = layer.apply({"params": params}, u, mutable=[s4.CACHE])
-    assert cache[s4.CACHE]["kernel_spectrum"].shape == (2, 3, s4._fft_length(80) // 2 + 1)
-    np.testing.assert_array_equal(layer.apply({"params": params, **cache}, u), direct)
-    # The output comes from the cache: zeroed spectra leave only the D skip.
+    assert set(cache[s4.CACHE]) == {"chunk_operators"}
+    # The operators depend on the weights only: prepared at one length, right at any.
+    for length in (40, 24, 100):
+        v = jax.random.normal(jax.random.PRNGKey(length), (2, length, 3))
+        np.testing.assert_allclose(
+            layer.apply({"params": params, **cache}, v),
+            layer.apply({"params": params}, v),
+            rtol=1e-5,
+            atol=1e-5,
+        )
+    # The output comes from the cache: zeroed operators leave only the D skip.
     zeroed = jax.tree.map(jnp.zeros_like, cache)
     D = params["D"][None, None, :]
     np.testing.assert_allclose(
         layer.apply({"params": params, **zeroed}, u), jnp.concatenate([D * u, D * u], -1), atol=1e-6
-    )
-    # Another length ignores the cache and builds its own kernels.
-    v = u[:, :24]
-    np.testing.assert_array_equal(
-        layer.apply({"params": params, **zeroed}, v), layer.apply({"params": params}, v)
     )
 
 

@@ -40,6 +40,8 @@ def record(
 ) -> dict:
     """Times one network: forward, forward + VJP, guided Heun steps → a 35-step restore.
 
+    The network is prepared for the clip length first, as a sampler's denoiser is.
+
     The restore time is `restore_steps` guided Heun steps (RG + DC, declipping) of the host
     loop, extrapolated to the preset's steps; the FLOP rates are fractions of
     `machine_gflops`, the matrix-product rate measured in the same process.
@@ -52,8 +54,12 @@ def record(
     x = 0.1 * jax.random.normal(jax.random.key(1), (B, T))
     c_noise = jnp.full((B,), -0.5)
 
+    # Timed as a restoration runs it: prepared once for the clip length (`networks.prepare`),
+    # which for SaShiMi switches its S4D layers to the chunked convolution.
+    prepared = networks.prepare(model, params, T)
+
     def apply(p, x, c):
-        return model.apply({"params": p}, x, c)
+        return model.apply({"params": p, **prepared}, x, c)
 
     def forward_vjp(p, x, c):
         out, vjp = jax.vjp(lambda z: apply(p, z, c), x)
@@ -143,18 +149,20 @@ def side_by_side(
     batch: int,
     repeats: int,
     pairs: int,
+    train: bool = False,
 ) -> Iterator[dict]:
     """Times `spec` in several checkouts, alternating whole processes; yields each run.
 
     Each process runs `script` (this tree's `experiments/network_timing.py`) with the
     checkout's folder first on PYTHONPATH, so it imports that checkout's `jaxrestore`. The
     last record gives each tree's speed-up over the first tree, from the best of `pairs`
-    processes each.
+    processes each. With `train`, each process times a training step on [batch, clip_length]
+    clips instead (`network_timing.py --train`).
 
     Raises:
       ValueError: a timing process failed (its stderr's tail is in the message).
     """
-    args = [spec, str(clip_length), str(batch), str(repeats)]
+    args = [spec, str(clip_length), str(batch), str(repeats)] + (["--train"] if train else [])
     runs: dict[str, list[dict]] = {name: [] for name in trees}
     for _ in range(pairs):
         for name, tree in trees.items():
@@ -167,7 +175,7 @@ def side_by_side(
             run = json.loads(out.stdout.strip().splitlines()[-1])
             runs[name].append(run)
             yield {"tree": name, **run}
-    keys = ("forward_s", "forward_vjp_s", "guided_evaluation_s")
+    keys = ("train_step_s",) if train else ("forward_s", "forward_vjp_s", "guided_evaluation_s")
     best = {name: {k: min(r[k] for r in rs) for k in keys} for name, rs in runs.items()}
     first, *others = trees
     for name in others:

@@ -18,10 +18,12 @@ from jaxrestore.networks.s4 import CACHE
 
 
 def prepare(model: nn.Module, params: Any, length: int) -> dict[str, Any]:
-    """Returns what `model` can compute once for clips of `length` samples, as variables.
+    """Returns what `model` can compute once for fixed weights, as variables.
 
-    SaShiMi's S4D kernels and their spectra depend only on the weights and the length, never on
-    `x` or σ: a sampler that calls the network 69 times on one length builds them once here.
+    SaShiMi's S4D layers take their chunk operators (`s4.chunk_operators`), which depend on
+    the weights only: with them the layers convolve by chunked matrix products instead of
+    building a kernel and its FFT in every call, the same function, faster at restoration
+    lengths. `length` only sizes the trace that builds them; they serve clips of any length.
     Models with nothing to prepare (CQT-Diff), and traced weights, get an empty dict.
     """
     if any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(params)):
@@ -47,16 +49,15 @@ def as_denoiser(
 
     With a `spectrum` (the data's power spectrum, [F]) the network was trained with the Wiener
     skip (`edm.precondition_wiener`); without, with EDM's preconditioning. The network is
-    prepared (`prepare`) once for each clip length it sees.
+    prepared (`prepare`) at its first call.
     """
 
-    prepared = {}  # clip length → the variables `prepare` computed for it
+    prepared = []  # the variables `prepare` computed, once
 
     def network(x: jax.Array, c_noise: jax.Array) -> jax.Array:
-        T = x.shape[-1]
-        if T not in prepared:
-            prepared[T] = prepare(model, params, T)
-        return model.apply({"params": params, **prepared[T]}, x[None], c_noise[None])[0]
+        if not prepared:
+            prepared.append(prepare(model, params, x.shape[-1]))
+        return model.apply({"params": params, **prepared[0]}, x[None], c_noise[None])[0]
 
     if spectrum is not None:
         return edm.precondition_wiener(network, sigma_data, jnp.asarray(spectrum, jnp.float32))
