@@ -213,8 +213,7 @@ def chunk_operators(dtA: jax.Array, CB: jax.Array, c: int) -> dict[str, jax.Arra
     S = dtA.shape[0]
     K = s4d_kernel(dtA, CB, c)  # [S, H, c]
     i = jnp.arange(c)
-    # T[i, j] = K[i − j] for i ≥ j: a product with constant shift matrices, not a gather (whose
-    # gradient, a scatter-add, is slow on the CPU).
+    # T[i, j] = K[i − j] for i ≥ j, else 0: K times constant 0/1 shift matrices.
     shifts = (i[:, None, None] - i[None, :, None] == i[None, None, :]).astype(jnp.float32)
     causal = jnp.einsum("shd,ijd->shij", K, shifts)  # [S, H, c, c]
     f = i.astype(jnp.float32)
