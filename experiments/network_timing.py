@@ -4,6 +4,7 @@ r"""Times one denoiser network in a process of its own, for side-by-side runs of
   PYTHONPATH=/path/to/old/checkout python experiments/network_timing.py sashimi:cpu 65536 1 3
   python experiments/network_timing.py sashimi:cpu 65536 1 2 --profile   # where the time goes
   python experiments/network_timing.py sashimi:cpu 4096 16 3 --train     # a training step
+  python experiments/network_timing.py sashimi:cpu 4096 16 3 --train --profile
 
 Prints one JSON line: forward, forward + VJP with respect to the input, and the guided
 evaluation the sampler runs (forward + VJP through `networks.as_denoiser`, σ = 0.1), each the
@@ -41,7 +42,9 @@ def _best_of(fn, *args, repeats: int) -> float:
     return min(times)
 
 
-def train_step(spec: str, num_samples: int, batch: int, repeats: int) -> dict:
+def train_step(
+    spec: str, num_samples: int, batch: int, repeats: int, profile: bool = False
+) -> dict:
     """Times one training step of `spec` on [batch, num_samples] clips (the state donated)."""
     name, _, preset = spec.partition(":")
     model_config = checkpoints.model_config(name, preset or "reference")
@@ -79,6 +82,14 @@ def train_step(spec: str, num_samples: int, batch: int, repeats: int) -> dict:
         times.append(time.perf_counter() - start)
     record["train_step_s"] = round(min(times), 4)
     record["loss"] = float(metrics["loss"])
+    if profile:
+        states = [state]  # each step consumes (donates) the state the last one returned
+
+        def next_step(batch_x):
+            states[0], metrics = step(states[0], batch_x, key)
+            return metrics
+
+        record["train_step_profile_ms"] = _profile(next_step, (batch_x,), repeats)
     return record
 
 
@@ -149,8 +160,9 @@ def _profile(fn, args, repeats: int) -> dict[str, float]:
 
 if __name__ == "__main__":
     spec, num_samples, batch, repeats = sys.argv[1], *map(int, sys.argv[2:5])
+    profile = "--profile" in sys.argv[5:]
     if "--train" in sys.argv[5:]:
-        record = train_step(spec, num_samples, batch, repeats)
+        record = train_step(spec, num_samples, batch, repeats, profile)
     else:
-        record = main(spec, num_samples, batch, repeats, profile="--profile" in sys.argv[5:])
+        record = main(spec, num_samples, batch, repeats, profile)
     print(json.dumps(record), flush=True)
