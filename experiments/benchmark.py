@@ -35,6 +35,13 @@ flags.DEFINE_integer("batch", 1, "Clips per call.")
 flags.DEFINE_integer("repeats", 3, "Timed repetitions (median reported).")
 flags.DEFINE_integer("restore_steps", 2, "Heun steps timed to extrapolate a 35-step restore.")
 flags.DEFINE_string("platform", None, "JAX platform: cpu, gpu or tpu (default: JAX's choice).")
+flags.DEFINE_enum(
+    "matmul_precision",
+    "default",
+    ["default", "float32", "tensorfloat32", "bfloat16"],
+    "Precision of float32 matrix products and convolutions (JAX's jax_default_matmul_precision; "
+    "FFTs stay float32): bfloat16 for bf16 products on a GPU or TPU.",
+)
 flags.DEFINE_string("sampler_model", "sashimi:cpu", "The small network of the sampler section.")
 flags.DEFINE_integer("sampler_length", 16384, "Clip length of the sampler section.")
 flags.DEFINE_integer("sampler_steps", 8, "Steps of the sampler section's full restores.")
@@ -227,11 +234,14 @@ def main(argv):
         )
     if FLAGS.platform:
         jax.config.update("jax_platforms", FLAGS.platform)
+    if FLAGS.matmul_precision != "default":
+        jax.config.update("jax_default_matmul_precision", FLAGS.matmul_precision)
     emit(
         {
             "devices": [str(d) for d in jax.devices()],
             "process_count": jax.process_count(),
             "jax": jax.__version__,
+            "matmul_precision": jax.config.jax_default_matmul_precision or "default",
         }
     )
     if FLAGS.params_only:

@@ -1,6 +1,7 @@
 """Tests for the benchmark library: FLOP counts against their definitions, records and curves."""
 
 import dataclasses
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -179,3 +180,18 @@ def test_benchmark_app_refuses_a_malformed_training_shape():
     assert result.stderr.strip().splitlines() == [
         "error: --baseline_train must be LENGTH,BATCH (positive integers), got ['4096']"
     ]
+
+
+def test_benchmark_app_sets_the_matrix_product_precision():
+    # The header record reports JAX's own setting, so it shows the flag took effect.
+    result = subprocess.run(
+        [sys.executable, "-m", "experiments.benchmark", "--params_only"]
+        + ["--matmul_precision=bfloat16"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-500:]
+    header = json.loads(result.stdout.splitlines()[0])
+    assert header["matmul_precision"] == "bfloat16"
