@@ -3,6 +3,7 @@ r"""Times one denoiser network in a process of its own, for side-by-side runs of
   python experiments/network_timing.py sashimi:cpu 65536 1 3
   PYTHONPATH=/path/to/old/checkout python experiments/network_timing.py sashimi:cpu 65536 1 3
   python experiments/network_timing.py sashimi:cpu 65536 1 2 --profile   # where the time goes
+  python experiments/network_timing.py shipped 65536 1 3                 # the shipped weights
   python experiments/network_timing.py sashimi:cpu 4096 16 3 --train     # a training step
   python experiments/network_timing.py sashimi:cpu 4096 16 3 --train --profile
 
@@ -12,7 +13,7 @@ minimum over the repeats after compilation, with XLA's temporary memory of the f
 With --train it times one training step instead (`train.make_train_step`: EDM loss with the
 Wiener skip, gradients, Adam and the EMA; the shipped recipe is `sashimi:cpu 4096 16`).
 It uses only APIs that every version of the package has had (`checkpoints.model_config`,
-`build_model`, `networks.as_denoiser`, `train.make_train_step`), so
+`build_model`, `load_msgpack_params`, `networks.as_denoiser`, `train.make_train_step`), so
 `benchmark --sections=networks --baseline=DIR` runs it alternately on an older checkout and
 on this one.
 """
@@ -29,7 +30,7 @@ import time
 import jax
 import jax.numpy as jnp
 
-from jaxrestore import checkpoints, networks, train
+from jaxrestore import checkpoints, networks, pretrained, train
 
 
 def _best_of(fn, *args, repeats: int) -> float:
@@ -95,10 +96,15 @@ def train_step(
 
 def main(spec: str, num_samples: int, batch: int, repeats: int, profile: bool = False) -> dict:
 
-    name, _, preset = spec.partition(":")
-    model = checkpoints.build_model(name, checkpoints.model_config(name, preset or "reference"))
     T, B = num_samples, batch
-    params = jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, T)), jnp.zeros((1,)))["params"]
+    if spec == "shipped":  # the shipped prior's network and weights (`pretrained.WEIGHTS`)
+        model, params, _ = checkpoints.load_msgpack_params(pretrained.WEIGHTS)
+    else:
+        name, _, preset = spec.partition(":")
+        config = checkpoints.model_config(name, preset or "reference")
+        model = checkpoints.build_model(name, config)
+        init = jax.jit(model.init)
+        params = init(jax.random.key(0), jnp.zeros((1, T)), jnp.zeros((1,)))["params"]
     x = 0.1 * jax.random.normal(jax.random.key(1), (B, T))
     c_noise = jnp.full((B,), -0.5)
     record = {"model": spec, "num_samples": T, "batch": B, "package": networks.__file__}
