@@ -110,19 +110,12 @@ def networks_section() -> None:
     if FLAGS.baseline:
         here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         script = os.path.join(here, "experiments", "network_timing.py")
+        # (length, batch, train): the networks at the section's shape, then a training step.
+        shapes = [(FLAGS.num_samples, FLAGS.batch, False)]
+        if FLAGS.baseline_train:
+            shapes.append((*map(int, FLAGS.baseline_train), True))
         for spec in FLAGS.models:
-            for record in networks.side_by_side(
-                spec,
-                {"baseline": FLAGS.baseline, "this": here},
-                script,
-                clip_length=FLAGS.num_samples,
-                batch=FLAGS.batch,
-                repeats=FLAGS.repeats,
-                pairs=FLAGS.pairs,
-            ):
-                emit(record)
-            if FLAGS.baseline_train:
-                length, batch = map(int, FLAGS.baseline_train)
+            for length, batch, train in shapes:
                 for record in networks.side_by_side(
                     spec,
                     {"baseline": FLAGS.baseline, "this": here},
@@ -131,7 +124,7 @@ def networks_section() -> None:
                     batch=batch,
                     repeats=FLAGS.repeats,
                     pairs=FLAGS.pairs,
-                    train=True,
+                    train=train,
                 ):
                     emit(record)
 

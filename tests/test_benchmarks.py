@@ -124,14 +124,14 @@ def test_declipping_methods_vary_steps_and_guidance_of_warm_starts():
         samplers.declipping_methods([0.01], [], [1], guidances=["rg"])
 
 
+def _run_benchmark(*flags: str, timeout: int = 120) -> subprocess.CompletedProcess:
+    """Runs the benchmark app with `flags` in a process of its own."""
+    command = [sys.executable, "-m", "experiments.benchmark", *flags]
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
 def test_benchmark_app_refuses_an_unknown_section():
-    result = subprocess.run(
-        [sys.executable, "-m", "experiments.benchmark", "--sections=nonsense"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = _run_benchmark("--sections=nonsense")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "error: unknown section 'nonsense'; use "
@@ -162,20 +162,7 @@ def test_side_by_side_times_training_steps_in_each_tree():
 
 
 def test_benchmark_app_refuses_a_malformed_training_shape():
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "experiments.benchmark",
-            "--sections=networks",
-            "--baseline=.",
-            "--baseline_train=4096",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = _run_benchmark("--sections=networks", "--baseline=.", "--baseline_train=4096")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "error: --baseline_train must be LENGTH,BATCH (positive integers), got ['4096']"
@@ -184,14 +171,7 @@ def test_benchmark_app_refuses_a_malformed_training_shape():
 
 def test_benchmark_app_sets_the_matrix_product_precision():
     # The header record reports JAX's own setting, so it shows the flag took effect.
-    result = subprocess.run(
-        [sys.executable, "-m", "experiments.benchmark", "--params_only"]
-        + ["--matmul_precision=bfloat16"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = _run_benchmark("--params_only", "--matmul_precision=bfloat16", timeout=300)
     assert result.returncode == 0, result.stderr[-500:]
     header = json.loads(result.stdout.splitlines()[0])
     assert header["matmul_precision"] == "bfloat16"
