@@ -33,7 +33,12 @@ flags.DEFINE_bool("params_only", False, "Print only the parameter count of every
 flags.DEFINE_integer("num_samples", 65536, "Clip length in samples.")
 flags.DEFINE_integer("batch", 1, "Clips per call.")
 flags.DEFINE_integer("repeats", 3, "Timed repetitions (median reported).")
-flags.DEFINE_integer("restore_steps", 2, "Heun steps timed to extrapolate a 35-step restore.")
+flags.DEFINE_integer(
+    "restore_steps", 2, "Heun steps timed to extrapolate a 35-step restore (0: no restore)."
+)
+flags.DEFINE_bool(
+    "prepared", True, "networks: prepare the networks as restoration does (SaShiMi's chunked S4D)."
+)
 flags.DEFINE_string("platform", None, "JAX platform: cpu, gpu or tpu (default: JAX's choice).")
 flags.DEFINE_enum(
     "matmul_precision",
@@ -102,6 +107,7 @@ def networks_section() -> None:
                 repeats=FLAGS.repeats,
                 restore_steps=FLAGS.restore_steps,
                 sample_rate=SAMPLE_RATE,
+                prepared=FLAGS.prepared,
             )
         )
         emit(records[-1])
@@ -225,6 +231,8 @@ def main(argv):
         raise cli.UsageError(
             f"--baseline_train must be LENGTH,BATCH (positive integers), got {FLAGS.baseline_train}"
         )
+    if FLAGS.restore_steps < 0:
+        raise cli.UsageError(f"--restore_steps must be ≥ 0, got {FLAGS.restore_steps}")
     if FLAGS.platform:
         jax.config.update("jax_platforms", FLAGS.platform)
     if FLAGS.matmul_precision != "default":

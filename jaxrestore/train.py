@@ -23,14 +23,18 @@
   steps/s every `log_every` steps.
 """
 
+import collections
 import concurrent.futures
+import contextlib
 import dataclasses
 import functools
+import itertools
 import json
 import math
+import multiprocessing
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -147,6 +151,9 @@ class TrainConfig:
       checkpoint_every: steps between checkpoints (one is also saved at the end).
       keep_checkpoints: how many checkpoints to keep.
       log_every: steps between progress lines and metric writes (every step is logged).
+      data_workers: processes that draw batches ahead of the device (1: one thread, enough
+        on a CPU; an accelerator outruns one core's synthetic clips, ~23 ms each). The
+        batches are the same for any number.
     """
 
     model_name: str
@@ -179,6 +186,7 @@ class TrainConfig:
     checkpoint_every: int = 1000
     keep_checkpoints: int = 3
     log_every: int = 50
+    data_workers: int = 1
 
     def __post_init__(self):
         if self.model_name not in checkpoints.MODEL_NAMES:
@@ -189,7 +197,8 @@ class TrainConfig:
         for name in ("batch_size", "clip_length", "num_steps", "lr_decay_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
-        names = ("checkpoint_every", "keep_checkpoints", "log_every", "sigma_data_clips")
+        names = ("checkpoint_every", "keep_checkpoints", "log_every", "sigma_data_clips",
+                 "data_workers")
         for name in (*names, "spectrum_clips"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
@@ -315,6 +324,62 @@ def batch_for_step(
         if clip.shape != (num_samples,):
             raise ValueError(f"source gave a clip of shape {clip.shape}, expected ({num_samples},)")
     return np.stack(clips).astype(np.float32)
+
+
+def draw_batches(
+    source: Source,
+    seed: int,
+    steps: range,
+    batch_size: int,
+    num_samples: int,
+    rows: range | None = None,
+    workers: int = 1,
+) -> Iterator[np.ndarray]:
+    """Yields `batch_for_step` of each step in `steps`, drawn ahead while the caller uses the last.
+
+    One thread draws batch s + 1 during step s; with `workers` > 1, that many processes
+    (spawned: a forked JAX process can deadlock) keep 2·workers batches in flight. Close the
+    generator (or exhaust it) to stop them.
+    """
+    if workers == 1:
+        executor = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+        draw = functools.partial(batch_for_step, source)
+        depth = 1
+    else:
+        executor = concurrent.futures.ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_start_data_worker,
+            initargs=(source,),
+        )
+        draw = _worker_batch
+        depth = 2 * workers
+    try:
+        ahead = iter(steps)
+        queue = collections.deque(
+            executor.submit(draw, seed, step, batch_size, num_samples, rows)
+            for step in itertools.islice(ahead, depth)
+        )
+        while queue:
+            batch = queue.popleft().result()
+            for step in itertools.islice(ahead, 1):
+                queue.append(executor.submit(draw, seed, step, batch_size, num_samples, rows))
+            yield batch
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
+
+
+_worker_source: Source | None = None  # a data worker's own source (`draw_batches`)
+
+
+def _start_data_worker(source: Source) -> None:
+    global _worker_source
+    jax.config.update("jax_platforms", "cpu")  # the clips are numpy; leave the device alone
+    _worker_source = source
+
+
+def _worker_batch(seed, step, batch_size, num_samples, rows):
+    return batch_for_step(_worker_source, seed, step, batch_size, num_samples, rows)
 
 
 def measure_sigma_data(source: Source, seed: int, num_clips: int, num_samples: int) -> float:
@@ -701,49 +766,50 @@ def train(
         pending: list[tuple[int, dict[str, jax.Array]]] = []
         tick, tick_step = time.perf_counter(), start
 
-        def next_batch(step: int) -> np.ndarray:  # this process's rows only
-            return batch_for_step(
-                source, config.seed, step, config.batch_size, config.clip_length, local_rows
+        # This process's rows only, drawn ahead of the device.
+        batches = contextlib.closing(
+            draw_batches(
+                source,
+                config.seed,
+                range(start, config.num_steps),
+                config.batch_size,
+                config.clip_length,
+                local_rows,
+                config.data_workers,
             )
-
-        # One thread draws batch s + 1 while the device runs step s.
-        prefetch = concurrent.futures.ThreadPoolExecutor(max_workers=1)
-        upcoming = prefetch.submit(next_batch, start) if start < config.num_steps else None
-        for step in range(start, config.num_steps):
-            batch = upcoming.result()
-            if step + 1 < config.num_steps:
-                upcoming = prefetch.submit(next_batch, step + 1)
-            state, metrics = train_step(state, sharding.global_batch(batch, mesh), train_key)
-            if writer:
-                pending.append((step, metrics))
-            done = step + 1
-            if writer and (
-                done % config.log_every == 0
-                or done % config.checkpoint_every == 0
-                or (done == config.num_steps)
-            ):
-                # Fetching the metrics waits for the device; do it only every few steps.
-                records = [
-                    {"step": s, **{k: float(v) for k, v in jax.device_get(m).items()}}
-                    for s, m in pending
-                ]
-                now = time.time()
-                log.write([{**record, "time": now} for record in records])
-                pending.clear()
-                elapsed = time.perf_counter() - tick
-                logging.info(
-                    "step %d/%d  loss %.4f  grad norm %.3f  lr %.2e  %.2f steps/s",
-                    done,
-                    config.num_steps,
-                    records[-1]["loss"],
-                    records[-1]["grad_norm"],
-                    records[-1]["lr"],
-                    (done - tick_step) / max(elapsed, 1e-9),
-                )
-                tick, tick_step = time.perf_counter(), done
-            if done % config.checkpoint_every == 0 or done == config.num_steps:
-                checkpoints.save(manager, done, _without_ema(state), state.ema_params, metadata)
-        prefetch.shutdown(cancel_futures=True)
+        )
+        with batches as stream:
+            for step, batch in zip(range(start, config.num_steps), stream, strict=True):
+                state, metrics = train_step(state, sharding.global_batch(batch, mesh), train_key)
+                if writer:
+                    pending.append((step, metrics))
+                done = step + 1
+                if writer and (
+                    done % config.log_every == 0
+                    or done % config.checkpoint_every == 0
+                    or (done == config.num_steps)
+                ):
+                    # Fetching the metrics waits for the device; do it only every few steps.
+                    records = [
+                        {"step": s, **{k: float(v) for k, v in jax.device_get(m).items()}}
+                        for s, m in pending
+                    ]
+                    now = time.time()
+                    log.write([{**record, "time": now} for record in records])
+                    pending.clear()
+                    elapsed = time.perf_counter() - tick
+                    logging.info(
+                        "step %d/%d  loss %.4f  grad norm %.3f  lr %.2e  %.2f steps/s",
+                        done,
+                        config.num_steps,
+                        records[-1]["loss"],
+                        records[-1]["grad_norm"],
+                        records[-1]["lr"],
+                        (done - tick_step) / max(elapsed, 1e-9),
+                    )
+                    tick, tick_step = time.perf_counter(), done
+                if done % config.checkpoint_every == 0 or done == config.num_steps:
+                    checkpoints.save(manager, done, _without_ema(state), state.ema_params, metadata)
         manager.wait_until_finished()
     finally:
         manager.close()

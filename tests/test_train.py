@@ -143,6 +143,22 @@ def test_data_order_depends_on_seed_and_step_only():
     assert len(seeds) == 80  # every (seed, step, clip) draws its own clip
 
 
+def test_data_workers_draw_the_same_batches_as_one_thread():
+    """Processes or a thread, the stream is batch_for_step of each step, in order."""
+    source = synthetic.SyntheticVocals(wet=None)
+    steps = range(3, 9)
+    want = [train.batch_for_step(source, 7, s, 2, 512, range(1, 2)) for s in steps]
+    for workers in (1, 3):
+        got = list(train.draw_batches(source, 7, steps, 2, 512, range(1, 2), workers))
+        assert len(got) == len(want)
+        for have, expected in zip(got, want, strict=True):
+            np.testing.assert_array_equal(have, expected)
+    # Stopped early, the workers stop too (closing does not wait for the rest of the run).
+    stream = train.draw_batches(source, 7, range(0, 10**6), 2, 512, None, 2)
+    np.testing.assert_array_equal(next(stream), train.batch_for_step(source, 7, 0, 2, 512))
+    stream.close()
+
+
 def test_sigma_data_is_the_rms_of_the_data_and_mixture_is_balanced():
     np.testing.assert_allclose(
         train.measure_sigma_data(_NoiseSource(0.3), 0, 16, 4096), 0.3, rtol=0.01

@@ -60,6 +60,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.checkpoint_every = 500
     config.keep_checkpoints = 3
     config.log_every = 50
+    config.data_workers = 1  # processes drawing batches: more on an accelerator
 
     if arg == "smoke":
         config.model.preset = "tiny"

@@ -37,4 +37,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.sigma_data_clips = 256
     config.checkpoint_every = 5000
     config.log_every = 100
+    config.data_workers = 1  # processes drawing batches: more on an accelerator
     return config

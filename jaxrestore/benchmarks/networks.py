@@ -7,6 +7,7 @@ weights are random (`model.init`), since speed does not depend on them.
 import dataclasses
 import functools
 import json
+import math
 import os
 import subprocess
 import sys
@@ -37,6 +38,7 @@ def record(
     repeats: int,
     restore_steps: int,
     sample_rate: int,
+    prepared: bool = True,
 ) -> dict:
     """Times one network: forward, forward + VJP, guided Heun steps → a 35-step restore.
 
@@ -44,7 +46,8 @@ def record(
 
     The restore time is `restore_steps` guided Heun steps (RG + DC, declipping) of the host
     loop, extrapolated to the preset's steps; the FLOP rates are fractions of
-    `machine_gflops`, the matrix-product rate measured in the same process.
+    `machine_gflops`, the matrix-product rate measured in the same process. `restore_steps=0`
+    leaves the restore out; `prepared=False` times the network unprepared (SaShiMi's FFT path).
     """
     name, preset, model = build(spec)
     T, B = clip_length, batch
@@ -56,10 +59,10 @@ def record(
 
     # Timed as a restoration runs it: prepared once for the clip length (`networks.prepare`),
     # which for SaShiMi switches its S4D layers to the chunked convolution.
-    prepared = networks.prepare(model, params, T)
+    variables = networks.prepare(model, params, T) if prepared else {}
 
     def apply(p, x, c):
-        return model.apply({"params": p, **prepared}, x, c)
+        return model.apply({"params": p, **variables}, x, c)
 
     def forward_vjp(p, x, c):
         out, vjp = jax.vjp(lambda z: apply(p, z, c), x)
@@ -78,19 +81,21 @@ def record(
     vjp_flops = costs.count_flops(forward_vjp, params, x, c_noise)
 
     # A guided Heun restore (RG + DC, declipping), timed over a few steps of the host loop.
-    denoiser = networks.as_denoiser(model, params, 0.1)
     config = dataclasses.replace(sample.PRESETS["rg+dc"], sigma_data=0.1)
-    restorer = sample.Restorer(denoiser, config, operator_in_axes=None)
-    y = jnp.clip(x, -0.1, 0.1)
-    op = degradations.Clip(jnp.float32(0.1))
-    keys = jax.random.split(jax.random.key(2), B)
-    state = restorer._init(y, op, keys)
-    step = functools.partial(restorer._pass, y, op, keys)
-    jax.block_until_ready(step(state, jnp.int32(0), jnp.int32(0)))
-    step_s, _ = costs.timed(
-        lambda s: step(s, jnp.int32(1), jnp.int32(0)), state, repeats=restore_steps
-    )
-    restore_s = step_s * (config.steps - 1) + step_s / 2  # the last step has no Heun pass
+    step_s = restore_s = math.nan
+    if restore_steps:
+        denoiser = networks.as_denoiser(model, params, 0.1, prepared=prepared)
+        restorer = sample.Restorer(denoiser, config, operator_in_axes=None)
+        y = jnp.clip(x, -0.1, 0.1)
+        op = degradations.Clip(jnp.float32(0.1))
+        keys = jax.random.split(jax.random.key(2), B)
+        state = restorer._init(y, op, keys)
+        step = functools.partial(restorer._pass, y, op, keys)
+        jax.block_until_ready(step(state, jnp.int32(0), jnp.int32(0)))
+        step_s, _ = costs.timed(
+            lambda s: step(s, jnp.int32(1), jnp.int32(0)), state, repeats=restore_steps
+        )
+        restore_s = step_s * (config.steps - 1) + step_s / 2  # the last step has no Heun pass
     gflops, vjp_gflops = flops / forward_s / 1e9, vjp_flops / vjp_s / 1e9
     return {
         "model": name,
@@ -99,6 +104,7 @@ def record(
         "batch": B,
         "num_samples": T,
         "platform": jax.default_backend(),
+        "prepared": prepared,
         "init_s": round(init_s, 3),
         "compile_forward_s": round(compile_s, 3),
         "forward_s": round(forward_s, 4),
@@ -110,11 +116,17 @@ def record(
         "forward_vjp_gflop": round(vjp_flops / 1e9, 3),
         "forward_vjp_fraction_of_matmul_rate": round(vjp_gflops / machine_gflops, 3),
         "forward_vjp_temp_mib": round(vjp_memory.temp_size_in_bytes / 2**20, 1),
-        "guided_heun_step_s": round(step_s, 3),
-        "restore_35_steps_s": round(restore_s, 2),
-        "restore_is_extrapolated": True,
-        "nfe": sample.nfe(config),
-        "real_time_factor": round(restore_s / (B * T / sample_rate), 3),
+        **(
+            {
+                "guided_heun_step_s": round(step_s, 3),
+                "restore_35_steps_s": round(restore_s, 2),
+                "restore_is_extrapolated": True,
+                "nfe": sample.nfe(config),
+                "real_time_factor": round(restore_s / (B * T / sample_rate), 3),
+            }
+            if restore_steps
+            else {}
+        ),
     }
 
 
@@ -135,7 +147,11 @@ def comparisons(records: Sequence[dict]) -> Iterator[dict]:
             "config": preset,
             "forward_speed_ratio": round(c["forward_s"] / s["forward_s"], 2),
             "forward_vjp_speed_ratio": round(c["forward_vjp_s"] / s["forward_vjp_s"], 2),
-            "restore_speed_ratio": round(c["restore_35_steps_s"] / s["restore_35_steps_s"], 2),
+            "restore_speed_ratio": (
+                round(c["restore_35_steps_s"] / s["restore_35_steps_s"], 2)
+                if "restore_35_steps_s" in s and "restore_35_steps_s" in c
+                else None
+            ),
             "flop_ratio": flop_ratio,
         }
 

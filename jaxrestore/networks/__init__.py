@@ -43,21 +43,26 @@ def prepare(model: nn.Module, params: Any, length: int) -> dict[str, Any]:
 
 
 def as_denoiser(
-    model: nn.Module, params: Any, sigma_data: float, spectrum: ArrayLike | None = None
+    model: nn.Module,
+    params: Any,
+    sigma_data: float,
+    spectrum: ArrayLike | None = None,
+    prepared: bool = True,
 ) -> edm.Denoiser:
     """Returns `D(x; σ)` for one clip `x` of shape [T], from a model and its parameters.
 
     With a `spectrum` (the data's power spectrum, [F]) the network was trained with the Wiener
     skip (`edm.precondition_wiener`); without, with EDM's preconditioning. The network is
-    prepared (`prepare`) at its first call.
+    prepared (`prepare`) at its first call, unless `prepared` is False (the same function:
+    SaShiMi then convolves by FFT in every call, as in training).
     """
 
-    prepared = []  # the variables `prepare` computed, once
+    variables = [] if prepared else [{}]  # what `prepare` computed, once
 
     def network(x: jax.Array, c_noise: jax.Array) -> jax.Array:
-        if not prepared:
-            prepared.append(prepare(model, params, x.shape[-1]))
-        return model.apply({"params": params, **prepared[0]}, x[None], c_noise[None])[0]
+        if not variables:
+            variables.append(prepare(model, params, x.shape[-1]))
+        return model.apply({"params": params, **variables[0]}, x[None], c_noise[None])[0]
 
     if spectrum is not None:
         return edm.precondition_wiener(network, sigma_data, jnp.asarray(spectrum, jnp.float32))
