@@ -197,8 +197,13 @@ class TrainConfig:
         for name in ("batch_size", "clip_length", "num_steps", "lr_decay_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
-        names = ("checkpoint_every", "keep_checkpoints", "log_every", "sigma_data_clips",
-                 "data_workers")
+        names = (
+            "checkpoint_every",
+            "keep_checkpoints",
+            "log_every",
+            "sigma_data_clips",
+            "data_workers",
+        )
         for name in (*names, "spectrum_clips"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
