@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # One lease of a GPU, in one go: the networks benchmark of issue #14, then three training runs
-# of issue #15 side by side on the same GPU (the synthetic clips are drawn by CPU processes:
-# one core makes ~3 batches of 16 × 4,096 samples per second, so each run gets its own workers).
+# of issue #15 side by side on the same GPU. The synthetic clips are drawn by CPU processes
+# (`--config.data_workers`): one core of the H200 machine made one batch of 16 × 4,096 samples
+# per second (the 2-core development machine three), so the GPU waits for them.
 #
 #   bash experiments/gpu_session.sh OUT_DIR [TRAIN_SECONDS]
 #
 # Everything it writes is in OUT_DIR: networks.tgz (benchmark JSON lines and logs) and one
 # RUN.tgz per training run (its EMA weights exported as msgpack + JSON sidecar, metrics.jsonl,
-# log). Each stage has its own time limit, so a stage that fails or overruns costs only its own
-# results. DRY=1 runs the same stages on the CPU with tiny sizes, to check the script itself.
+# log). STAGES=networks runs the benchmark alone. Each stage has its own time limit, so a stage
+# that fails or overruns costs only its own results. DRY=1 runs the same stages on the CPU with
+# tiny sizes, to check the script itself. Run it where JAX sees the GPU (`pip install -e
+# .[cuda12]`, or an image with JAX for CUDA plus the wheels of requirements.txt it lacks).
 set -uo pipefail
 out="$1"
 train_seconds="${2:-320}"
@@ -20,7 +23,7 @@ if [[ "${DRY:-0}" == 1 ]]; then
                --config.clip_length=2048 --config.batch_size=4)
   steps=20; workers=2; bench_limit=60
 else
-  platform=gpu; big=sashimi:reference; other=cqtdiff:reference; small=sashimi:cpu; length=65536
+  platform=cuda; big=sashimi:reference; other=cqtdiff:reference; small=sashimi:cpu; length=65536
   train_extra=(); steps=""; workers=5; bench_limit=""
 fi
 
@@ -40,11 +43,14 @@ bench() {  # name, time limit, benchmark flags...
     || echo "$name: exit status $?" >> "$out/networks/failed.txt"
 }
 start=$(date +%s)
-bench b1_float32 75 --models="$big,$other,$small" --batch=1 --restore_steps=2
-bench b1_float32_unprepared 45 --models="$big,$small" --batch=1 --restore_steps=2 --prepared=false
-bench b8_bfloat16_unprepared 45 --models="$big,$other" --batch=8 --restore_steps=0 \
-  --prepared=false --matmul_precision=bfloat16
+# On the H200 a process spent ~25 s initialising and compiling SaShiMi `reference` and ~50 s
+# CQT-Diff, before any timing. (`networks.prepare` leaves a GPU on the FFT path.)
+bench b1_float32 180 --models="$big,$other,$small" --batch=1 --restore_steps=2
+bench b8_float32 120 --models="$big,$other" --batch=8 --restore_steps=0
+bench b8_bfloat16 120 --models="$big,$other" --batch=8 --restore_steps=0 \
+  --matmul_precision=bfloat16
 echo "benchmarks: $(( $(date +%s) - start )) s" >> "$out/networks/environment.txt"
+[[ "${STAGES:-all}" == networks ]] && { tar czf "$out/networks.tgz" -C "$out" networks; exit; }
 
 # Training. How many steps fit: each run's workers make batches at (workers / seconds per
 # batch) per second; the cosine schedule should end inside the time limit.

@@ -3,6 +3,7 @@
 import dataclasses
 import math
 import os
+from unittest import mock
 
 import jax
 import jax.numpy as jnp
@@ -217,6 +218,9 @@ def test_prepared_denoiser_equals_the_network_built_per_call(params):
     np.testing.assert_allclose(denoiser(x, sigma), c_skip * x + c_out * F, rtol=1e-6, atol=1e-7)
     # Traced weights (a training step) cannot be prepared: the network builds its kernels.
     assert jax.jit(lambda p: len(networks.prepare(MODEL, p, 64)))(params) == 0
+    # Nor on an accelerator, where the FFT path is the faster (networks.prepare).
+    with mock.patch.object(jax, "default_backend", return_value="gpu"):
+        assert networks.prepare(MODEL, params, 64) == {}
 
 
 def _relative_error(a, b) -> float:

@@ -104,7 +104,7 @@ def record(
         "batch": B,
         "num_samples": T,
         "platform": jax.default_backend(),
-        "prepared": prepared,
+        "prepared": bool(variables),  # False where nothing was prepared (CQT-Diff, a GPU)
         "init_s": round(init_s, 3),
         "compile_forward_s": round(compile_s, 3),
         "forward_s": round(forward_s, 4),
