@@ -4,6 +4,7 @@ r"""Times one denoiser network in a process of its own, for side-by-side runs of
   PYTHONPATH=/path/to/old/checkout python experiments/network_timing.py sashimi:cpu 65536 1 3
   python experiments/network_timing.py sashimi:cpu 65536 1 2 --profile   # where the time goes
   python experiments/network_timing.py shipped 65536 1 3                 # the shipped weights
+  python experiments/network_timing.py sashimi:cpu:d_model=32 65536 1 3  # a preset, fields replaced
   python experiments/network_timing.py sashimi:cpu 4096 16 3 --train     # a training step
   python experiments/network_timing.py sashimi:cpu 4096 16 3 --train --profile
 
@@ -18,6 +19,7 @@ It uses only APIs that every version of the package has had (`checkpoints.model_
 on this one.
 """
 
+import ast
 import collections
 import glob
 import gzip
@@ -43,12 +45,22 @@ def _best_of(fn, *args, repeats: int) -> float:
     return min(times)
 
 
+def _model_config(spec: str):
+    """Returns (name, config) of `"model:preset[:field=value...]"` (preset default reference)."""
+    name, _, rest = spec.partition(":")
+    preset, *fields = rest.split(":") if rest else ["reference"]
+    overrides = {}
+    for field in fields:
+        key, _, value = field.partition("=")
+        overrides[key] = ast.literal_eval(value)
+    return name, checkpoints.model_config(name, preset or "reference", **overrides)
+
+
 def train_step(
     spec: str, num_samples: int, batch: int, repeats: int, profile: bool = False
 ) -> dict:
     """Times one training step of `spec` on [batch, num_samples] clips (the state donated)."""
-    name, _, preset = spec.partition(":")
-    model_config = checkpoints.model_config(name, preset or "reference")
+    name, model_config = _model_config(spec)
     model = checkpoints.build_model(name, model_config)
     config = train.TrainConfig(
         model_name=name,
@@ -100,8 +112,7 @@ def main(spec: str, num_samples: int, batch: int, repeats: int, profile: bool = 
     if spec == "shipped":  # the shipped prior's network and weights (`pretrained.WEIGHTS`)
         model, params, _ = checkpoints.load_msgpack_params(pretrained.WEIGHTS)
     else:
-        name, _, preset = spec.partition(":")
-        config = checkpoints.model_config(name, preset or "reference")
+        name, config = _model_config(spec)
         model = checkpoints.build_model(name, config)
         init = jax.jit(model.init)
         params = init(jax.random.key(0), jnp.zeros((1, T)), jnp.zeros((1,)))["params"]

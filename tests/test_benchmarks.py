@@ -1,6 +1,7 @@
 """Tests for the benchmark library: FLOP counts against their definitions, records and curves."""
 
 import dataclasses
+import importlib.util
 import json
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxrestore import guidance, priors, sample
+from jaxrestore import checkpoints, guidance, priors, sample
 from jaxrestore.benchmarks import costs, networks, samplers
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -175,3 +176,16 @@ def test_benchmark_app_sets_the_matrix_product_precision():
     assert result.returncode == 0, result.stderr[-500:]
     header = json.loads(result.stdout.splitlines()[0])
     assert header["matmul_precision"] == "bfloat16"
+
+
+def test_network_timing_reads_a_preset_with_fields_replaced():
+    spec = importlib.util.spec_from_file_location(
+        "network_timing", ROOT / "experiments" / "network_timing.py"
+    )
+    timing = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(timing)
+    name, config = timing._model_config("sashimi:cpu:d_model=32:film=False")
+    assert name == "sashimi" and (config.d_model, config.film, config.n_layers) == (32, False, 2)
+    assert timing._model_config("cqtdiff")[1] == checkpoints.model_config("cqtdiff", "reference")
+    with pytest.raises(ValueError, match="unknown sashimi config field"):
+        timing._model_config("sashimi:cpu:width=3")
