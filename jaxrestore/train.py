@@ -33,6 +33,7 @@ import json
 import math
 import multiprocessing
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -381,6 +382,15 @@ def _start_data_worker(source: Source) -> None:
     global _worker_source
     jax.config.update("jax_platforms", "cpu")  # the clips are numpy; leave the device alone
     _worker_source = source
+    # A killed training process cannot stop its workers: each leaves when its parent is gone.
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=_exit_after, args=(parent,), daemon=True).start()
+
+
+def _exit_after(parent: multiprocessing.process.BaseProcess) -> None:
+    parent.join()
+    os._exit(0)
 
 
 def _worker_batch(seed, step, batch_size, num_samples, rows):

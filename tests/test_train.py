@@ -159,6 +159,50 @@ def test_data_workers_draw_the_same_batches_as_one_thread():
     stream.close()
 
 
+_DRAWING = """
+import time
+from jaxrestore import train
+from jaxrestore.data import synthetic
+
+if __name__ == "__main__":
+    source = synthetic.SyntheticVocals(wet=None)
+    stream = train.draw_batches(source, 0, range(10**6), 1, 256, None, 2)
+    next(stream)
+    print("drawing", flush=True)
+    time.sleep(600)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "State:\tZ" not in status  # a zombie has exited
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads child processes from /proc")
+def test_data_workers_leave_when_their_training_process_is_killed(tmp_path):
+    script = tmp_path / "drawing.py"
+    script.write_text(_DRAWING)
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    process = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        assert process.stdout.readline().strip() == "drawing"
+        children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+        workers = [int(pid) for pid in children]
+        assert len(workers) >= 2  # the two workers (and spawn's resource tracker)
+    finally:
+        process.kill()  # SIGKILL: no executor shutdown runs
+        process.wait()
+    deadline = time.monotonic() + 30
+    while any(map(_alive, workers)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(map(_alive, workers))
+
+
 def test_sigma_data_is_the_rms_of_the_data_and_mixture_is_balanced():
     np.testing.assert_allclose(
         train.measure_sigma_data(_NoiseSource(0.3), 0, 16, 4096), 0.3, rtol=0.01
