@@ -56,6 +56,20 @@ def test_network_record_comparison_and_parameter_count():
     assert ratio["forward_speed_ratio"] == 3.0
     assert ratio["flop_ratio"] == round(12 / record["forward_gflop"], 2)
     assert list(networks.comparisons([record])) == []  # no CQT-Diff of that preset
+    assert record["prepared"]  # SaShiMi on the CPU: the chunked S4D, as restoration runs it
+    # Unprepared (the FFT path) and without the restore: no restore figures, and no ratio.
+    bare = networks.record(
+        "sashimi:tiny",
+        100.0,
+        clip_length=1024,
+        batch=1,
+        repeats=1,
+        restore_steps=0,
+        sample_rate=22050,
+        prepared=False,
+    )
+    assert not bare["prepared"] and "restore_35_steps_s" not in bare and bare["forward_s"] > 0
+    assert next(networks.comparisons([bare, cqt]))["restore_speed_ratio"] is None
     # The parameter count is the sum of the initialised leaves.
     _, _, model = networks.build("sashimi:tiny")
     params = jax.jit(model.init)(jax.random.key(0), jnp.zeros((1, 512)), jnp.zeros((1,)))

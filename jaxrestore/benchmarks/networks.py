@@ -7,7 +7,6 @@ weights are random (`model.init`), since speed does not depend on them.
 import dataclasses
 import functools
 import json
-import math
 import os
 import subprocess
 import sys
@@ -82,7 +81,7 @@ def record(
 
     # A guided Heun restore (RG + DC, declipping), timed over a few steps of the host loop.
     config = dataclasses.replace(sample.PRESETS["rg+dc"], sigma_data=0.1)
-    step_s = restore_s = math.nan
+    restore = {}
     if restore_steps:
         denoiser = networks.as_denoiser(model, params, 0.1, prepared=prepared)
         restorer = sample.Restorer(denoiser, config, operator_in_axes=None)
@@ -96,6 +95,13 @@ def record(
             lambda s: step(s, jnp.int32(1), jnp.int32(0)), state, repeats=restore_steps
         )
         restore_s = step_s * (config.steps - 1) + step_s / 2  # the last step has no Heun pass
+        restore = {
+            "guided_heun_step_s": round(step_s, 3),
+            "restore_35_steps_s": round(restore_s, 2),
+            "restore_is_extrapolated": True,
+            "nfe": sample.nfe(config),
+            "real_time_factor": round(restore_s / (B * T / sample_rate), 3),
+        }
     gflops, vjp_gflops = flops / forward_s / 1e9, vjp_flops / vjp_s / 1e9
     return {
         "model": name,
@@ -116,17 +122,7 @@ def record(
         "forward_vjp_gflop": round(vjp_flops / 1e9, 3),
         "forward_vjp_fraction_of_matmul_rate": round(vjp_gflops / machine_gflops, 3),
         "forward_vjp_temp_mib": round(vjp_memory.temp_size_in_bytes / 2**20, 1),
-        **(
-            {
-                "guided_heun_step_s": round(step_s, 3),
-                "restore_35_steps_s": round(restore_s, 2),
-                "restore_is_extrapolated": True,
-                "nfe": sample.nfe(config),
-                "real_time_factor": round(restore_s / (B * T / sample_rate), 3),
-            }
-            if restore_steps
-            else {}
-        ),
+        **restore,
     }
 
 
