@@ -5,7 +5,7 @@ r"""Speed and size figures, printed as one JSON object per line.
   python -m experiments.benchmark --params_only                 # parameter counts only
   python -m experiments.benchmark --sections=prior              # the prior against Wiener
   python -m experiments.benchmark --sections=sweep,warmstart    # sampler settings, warm starts
-  python -m experiments.benchmark --platform=gpu ...            # the same on a GPU
+  python -m experiments.benchmark --platform=cuda ...           # the same on an NVIDIA GPU
 
 Timings are wall-clock medians after compilation; this machine is shared, so compare only
 figures printed by the same run. Nothing here is a test: targets are read off the output.
@@ -39,7 +39,9 @@ flags.DEFINE_integer(
 flags.DEFINE_bool(
     "prepared", True, "networks: prepare the networks as restoration does (SaShiMi's chunked S4D)."
 )
-flags.DEFINE_string("platform", None, "JAX platform: cpu, gpu or tpu (default: JAX's choice).")
+flags.DEFINE_string(
+    "platform", None, "JAX platform: cpu, cuda, rocm or tpu (default: JAX's choice)."
+)
 flags.DEFINE_enum(
     "matmul_precision",
     "default",
