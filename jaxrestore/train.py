@@ -393,7 +393,9 @@ def _exit_after(parent: multiprocessing.process.BaseProcess) -> None:
     os._exit(0)
 
 
-def _worker_batch(seed, step, batch_size, num_samples, rows):
+def _worker_batch(
+    seed: int, step: int, batch_size: int, num_samples: int, rows: range | None
+) -> np.ndarray:
     return batch_for_step(_worker_source, seed, step, batch_size, num_samples, rows)
 
 
