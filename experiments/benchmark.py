@@ -82,6 +82,12 @@ flags.DEFINE_list(
     "(the shipped recipe: 4096,16).",
 )
 flags.DEFINE_integer("prior_clips", 8, "Held-out clips per set in the prior section.")
+flags.DEFINE_enum(
+    "prior_split",
+    "test",
+    ["validation", "test"],
+    "Held-out split of the prior section: validation to choose between priors, test to report.",
+)
 flags.DEFINE_list(
     "sigmas", ["0.001", "0.003", "0.01", "0.03", "0.1", "0.3", "1"], "Noise levels (prior section)."
 )
@@ -157,11 +163,11 @@ def prior_section() -> None:
             s: samplers.synthetic_clips(prior.sigma_data, split, s == "wet", n, T)
             for s in ("dry", "wet")
         }
-        for split in ("test", "train")
+        for split in (FLAGS.prior_split, "train")
     }
     rows = report_card.report(
         prior,
-        clips["test"],
+        clips[FLAGS.prior_split],
         clips["train"],
         jax.random.key(0),
         sigmas=[float(s) for s in FLAGS.sigmas],
@@ -171,7 +177,7 @@ def prior_section() -> None:
         baseline=priors.wiener_prior(T, prior.sigma_data, SAMPLE_RATE).denoiser,
     )
     for row in rows:
-        emit({"section": "prior", "clips": n, "num_samples": T, **row})
+        emit({"section": "prior", "split": FLAGS.prior_split, "clips": n, "num_samples": T, **row})
     print(report_card.summary(rows))
 
 
