@@ -31,7 +31,9 @@ from jaxrestore.evaluation import runner, tasks, throughput
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Evaluation configuration file.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder for the records, tables and results.")
 _DATA_DIR = flags.DEFINE_string(
-    "data_dir", None, "Dataset folder(s), comma-separated: evaluates their test splits."
+    "data_dir",
+    None,
+    "Dataset folder(s), comma-separated: evaluates their held-out split (--config.split).",
 )
 _NUM_DEVICES = flags.DEFINE_integer("num_devices", None, "Use only the first N devices.")
 _MULTIHOST = flags.DEFINE_bool("multihost", False, "Join a multi-process run first.")

@@ -25,8 +25,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # σ_d = 0.1), "wiener" (a Gaussian with the training data's spectrum: the structure-free
     # baseline a learned prior must beat) or a checkpoint: a work dir or an exported .msgpack.
     config.prior = "pretrained"
-    config.data = "synthetic"  # or "files": the test split of each folder in data_dir
+    config.data = "synthetic"  # or "files": the held-out split of each folder in data_dir
     config.data_dir = ""  # comma-separated dataset folders (NUS-48E, NHSS, MUSDB18, …)
+    config.split = "test"  # or "validation": to choose a default, a setting or a prior
     config.reverb = ""  # "dry" or "wet": what a plain folder of audio holds
     config.tasks = "all"  # declip5, declip10, bwe3k, bwe5k
     config.methods = "all"  # degraded, the sampler presets, aspade, sspade

@@ -1,8 +1,9 @@
-"""The held-out clips: the test sets, clip i of a set, its random key and its degradation.
+"""The held-out clips: the sets, clip i of a set, its random key and its degradation.
 
-Clip i of a set is the held-out data seed `HELD_OUT_SEED + i` (of the test split, which
-training never draws); its random key is `fold_in(fold_in(key(seed), clip_seed), set)`, so
-a clip's result does not depend on its batch, the device count or the process count.
+Clip i of a set is the held-out data seed `HELD_OUT_SEED + i` of the config's split (test, or
+validation for choosing settings; training draws neither); its random key is
+`fold_in(fold_in(key(seed), clip_seed), set)`, so a clip's result does not depend on its
+batch, the device count or the process count.
 """
 
 import dataclasses
@@ -30,23 +31,23 @@ _ATTEMPTS = 8
 def open_sets(config: EvalConfig) -> dict[str, Any]:
     """Returns a dataset per set name, each with `segment(seed, num_samples) -> [T]`.
 
-    Synthetic: the generator's test split (seeds training never draws), dry and wet; the
-    dry and the wet clip of one seed hold the same performance. Files: the test split of
-    each folder, grouped by the wetness its layout reports; a set with no folder is left out.
+    Synthetic: the generator's held-out split `config.split` (seeds training never draws), dry
+    and wet; the dry and the wet clip of one seed hold the same performance. Files: that split
+    of each folder, grouped by the wetness its layout reports; a set with no folder is left out.
     """
     if config.data == "synthetic":
         return {
             name: synthetic.SyntheticVocals(
-                wet=name == "wet", sample_rate=config.sample_rate, split_name="test"
+                wet=name == "wet", sample_rate=config.sample_rate, split_name=config.split
             )
             for name in config.sets
         }
     groups: dict[str, list] = {name: [] for name in config.sets}
     for folder in config.data_dirs:
         wet = {"": None, "dry": False, "wet": True}[config.reverb]
-        dataset = readers.open_dataset(folder, wet, config.sample_rate).split("test")
+        dataset = readers.open_dataset(folder, wet, config.sample_rate).split(config.split)
         if not len(dataset):
-            raise ValueError(f"{folder}: no recordings in the test split")
+            raise ValueError(f"{folder}: no recordings in the {config.split} split")
         name = "wet" if dataset.files[0].wet else "dry"
         if name in groups:
             groups[name].append(dataset)

@@ -264,6 +264,7 @@ def _check_workdir(workdir: Path, config: EvalConfig, prior: priors.Prior) -> No
         recorded = json.loads(path.read_text())
         if "num_samples" in recorded["config"]:  # written before the field was renamed
             recorded["config"]["clip_length"] = recorded["config"].pop("num_samples")
+        recorded["config"].setdefault("split", "test")  # written before there was a choice
         if recorded != identity:
             changed = sorted(
                 k

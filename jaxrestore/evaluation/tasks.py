@@ -31,6 +31,7 @@ METHOD_LABELS = {
 
 
 DATA_SOURCES = ("synthetic", "files")
+HELD_OUT_SPLITS = ("validation", "test")  # never "train": the prior has seen it
 
 
 CLIP_METRICS = ("si_sdr", "lsd")
@@ -117,7 +118,9 @@ class EvalConfig:
       sample_rate: the prior's rate, which the data is read at.
       data: "synthetic" (the procedural singer, held-out seeds) or "files" (`data_dirs`).
       data_dirs: dataset folders; each one's layout (`readers.open_dataset`) says whether it
-        is dry (NUS-48E, NHSS) or wet (MUSDB18); their test splits are used.
+        is dry (NUS-48E, NHSS) or wet (MUSDB18); their `split` is used.
+      split: the held-out split, "test" (to report) or "validation" (to choose a default, a
+        setting or a prior without looking at the test clips).
       reverb: what a plain folder of audio holds, "dry" or "wet" ("" when none is given).
       lowpass_design: the BWE filter, "kaiser" or "cqtdiff" (`degradations.lowpass`).
       fad: compute FAD when VGGish weights are found (`vggish_weights` or $VGGISH_WEIGHTS).
@@ -138,6 +141,7 @@ class EvalConfig:
     sample_rate: int = 22050
     data: str = "synthetic"
     data_dirs: tuple[str, ...] = ()
+    split: str = "test"
     reverb: str = ""
     lowpass_design: str = "kaiser"
     fad: bool = True
@@ -174,6 +178,8 @@ class EvalConfig:
             raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
         if self.data not in DATA_SOURCES:
             raise ValueError(f"data must be one of {DATA_SOURCES}, got {self.data!r}")
+        if self.split not in HELD_OUT_SPLITS:
+            raise ValueError(f"split must be one of {HELD_OUT_SPLITS}, got {self.split!r}")
         if self.data == "files" and not self.data_dirs:
             raise ValueError("data 'files' needs at least one dataset folder (--data_dir)")
         if self.reverb not in ("", "dry", "wet"):
