@@ -245,7 +245,8 @@ def table(results: dict[str, Any], kind: str) -> str:
         f"Mean ± 95 % interval over n = {', '.join(map(str, n))} clips per set of "
         f"{config['clip_length']} samples at {results['prior']['sample_rate']} Hz; prior "
         f"{results['prior']['name']!r} (σ_d = {results['prior']['sigma_data']:.4g}); data "
-        f"{config['data']!r}; sampler steps {config['steps'] or 'of the presets'}.",
+        f"{config['data']!r}, {config.get('split', 'test')} split; sampler steps "
+        f"{config['steps'] or 'of the presets'}.",
     ]
     if not has_fad:
         notes.append(
