@@ -7,7 +7,9 @@
    with no observation. A prior that knows a voice locks onto the pitch it can still see and
    regrows the harmonics: the result's harmonics-to-noise ratio (`metrics.harmonicity`) stays
    near the clean clips', and its SI-SDR to the clip it started from says how much it kept.
-3. Unconditional samples from σ_max: their HNR against the training clips'.
+3. Unconditional samples from σ_max: their HNR against the training clips', and their RMS in
+   units of σ_d (near 1 for a prior that has the data's level; a sampler drifting to silence
+   shows here before it shows in the HNR).
 4. The clean held-out and training clips' HNR, the targets of 2 and 3.
 
 Clips are scaled to RMS σ_d, as restorations show them to the prior.
@@ -148,7 +150,15 @@ def report(
             steps=steps,
             sigma_start=None,
         )
-        rows.append({"set": "prior", "row": "unconditional", "hnr_db": hnr(x)})
+        rms = np.sqrt(np.mean(np.asarray(x, np.float64) ** 2, axis=-1)) / sigma_data
+        rows.append(
+            {
+                "set": "prior",
+                "row": "unconditional",
+                "hnr_db": hnr(x),
+                "rms_over_sigma_data": [round(float(v), 3) for v in rms],
+            }
+        )
     return rows
 
 
@@ -183,5 +193,9 @@ def summary(rows: Sequence[dict]) -> str:
     for r in rows:
         if r["row"] == "unconditional":
             values = ", ".join(f"{v:.1f}" for v in r["hnr_db"])
-            lines.append(f"unconditional samples: HNR {values} dB (mean {mean(r['hnr_db'])})")
+            levels = ", ".join(f"{v:.2f}" for v in r["rms_over_sigma_data"])
+            lines.append(
+                f"unconditional samples: HNR {values} dB (mean {mean(r['hnr_db'])}), "
+                f"RMS {levels} σ_d"
+            )
     return "\n".join(lines)

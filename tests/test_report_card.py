@@ -37,7 +37,7 @@ def test_report_card_of_the_white_gaussian_prior_matches_closed_forms():
         sigmas=(0.03, 0.2, 1.0),
         sdedit_sigmas=(0.1,),
         num_unconditional=2,
-        steps=4,
+        steps=35,  # enough Heun steps from σ_max = 10 for the samples' level (4 give 3.7 σ_d)
         baseline=gaussian.denoiser,
     )
     by = {(r["set"], r["row"], r.get("sigma", r.get("sigma_start"))): r for r in rows}
@@ -56,6 +56,9 @@ def test_report_card_of_the_white_gaussian_prior_matches_closed_forms():
     sdedit = by[("periodic", "sdedit", 0.1)]
     assert len(sdedit["hnr_db"]) == 4 and len(sdedit["si_sdr_db"]) == 4
     assert max(sdedit["hnr_db"]) < min(by[("periodic", "clean", None)]["held_out_hnr_db"])
-    assert max(by[("prior", "unconditional", None)]["hnr_db"]) < 0
+    unconditional = by[("prior", "unconditional", None)]
+    assert max(unconditional["hnr_db"]) < 0
+    # Exact denoiser, so the samples have the prior's level: RMS σ_d (Heun's error aside).
+    assert all(0.9 < v < 1.1 for v in unconditional["rms_over_sigma_data"]), unconditional
     table = report_card.summary(rows)
-    assert "| 0.2 |" in table and "unconditional samples: HNR" in table
+    assert "| 0.2 |" in table and "unconditional samples: HNR" in table and "σ_d" in table
